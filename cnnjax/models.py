@@ -1,0 +1,193 @@
+"""Spec -> Flax Linen module. Every Flax call in cnnjax lives in this one module.
+
+`build_model(spec)` returns a Linen module whose `init` / `apply` are pure functions:
+`variables = model.init(key, x)`; `logits = model.apply(variables, x)`. Submodule names are the
+analytic report's Keras-style names (conv2d, conv2d_1, ...), and every layer's output is sown
+into the "intermediates" collection under the same name, so tests and inspection tools can
+compare the real network against the analytic report layer by layer.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from cnnjax.analysis import layer_names
+from cnnjax.spec import (
+    AvgPool,
+    BatchNorm,
+    Conv,
+    Dense,
+    DepthwiseConv,
+    Dropout,
+    Flatten,
+    GlobalAvgPool,
+    Layer,
+    MaxPool,
+    NetSpec,
+    effective_kernel,
+    resolve_padding,
+)
+
+POOL_IMPLS = ("auto", "reduce_window", "reshape")
+
+_ACTIVATIONS = {
+    "linear": lambda x: x,
+    "relu": nn.relu,
+    "sigmoid": nn.sigmoid,
+    "softmax": nn.softmax,
+    "tanh": jnp.tanh,
+    "gelu": lambda x: nn.gelu(x, approximate=False),
+    "elu": nn.elu,
+    "swish": nn.swish,
+}
+
+# Keras initialisers: glorot-uniform kernels, zero biases.
+_KERNEL_INIT = nn.initializers.glorot_uniform()
+_BIAS_INIT = nn.initializers.zeros_init()
+
+
+def _resolve_pool_impl(impl: str) -> str:
+    if impl not in POOL_IMPLS:
+        raise ValueError(f"pool_impl must be one of {POOL_IMPLS}, got {impl!r}")
+    if impl == "auto":
+        # On XLA:CPU the gradient of reduce_window max (select-and-scatter) is slow; a reshape
+        # and a max over the window axes gives the same numbers about twice as fast.
+        return "reshape" if jax.default_backend() == "cpu" else "reduce_window"
+    return impl
+
+
+def max_pool(x: jax.Array, layer: MaxPool, impl: str = "auto") -> jax.Array:
+    """Max pooling with Keras semantics; non-overlapping VALID windows may use a reshape."""
+    window, strides = layer.window, layer.strides
+    pads = resolve_padding(layer.padding, x.shape[1:3], window, strides)
+    if _resolve_pool_impl(impl) == "reshape" and window == strides and pads == ((0, 0), (0, 0)):
+        b, h, w, c = x.shape
+        oh, ow = h // window[0], w // window[1]
+        x = x[:, : oh * window[0], : ow * window[1], :]
+        return x.reshape(b, oh, window[0], ow, window[1], c).max(axis=(2, 4))
+    return nn.max_pool(x, window, strides, padding=pads)
+
+
+class SpecModel(nn.Module):
+    """A sequential CNN read from a `NetSpec`.
+
+    Attributes:
+      spec: the architecture.
+      dtype: compute dtype (float32 by default; bfloat16 for faster accelerator compute).
+      pool_impl: "auto", "reduce_window" or "reshape" (see `max_pool`).
+    """
+
+    spec: NetSpec
+    dtype: Any = jnp.float32
+    pool_impl: str = "auto"
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False, logits: bool = True) -> jax.Array:
+        """Forward pass on NHWC `x`. With `logits=True` a final softmax / sigmoid is left out."""
+        expected = self.spec.input_shape
+        if x.ndim != 4 or tuple(x.shape[1:]) != expected:
+            raise ValueError(
+                f"input of shape {tuple(x.shape)} does not match the spec's "
+                f"(batch, {', '.join(map(str, expected))})"
+            )
+        x = x.astype(self.dtype)
+        names = layer_names(self.spec)
+        last = len(self.spec.layers) - 1
+        for i, (layer, name) in enumerate(zip(self.spec.layers, names, strict=True)):
+            x = self._layer(layer, name, x, train)
+            act = getattr(layer, "activation", "linear")
+            if not (logits and i == last and act in ("softmax", "sigmoid")):
+                x = _ACTIVATIONS[act](x)
+            self.sow("intermediates", "layer_outputs", x)
+        return x
+
+    def _layer(self, layer: Layer, name: str, x: jax.Array, train: bool) -> jax.Array:
+        if isinstance(layer, (Conv, DepthwiseConv)):
+            k = effective_kernel(layer.kernel, layer.dilation)
+            pads = resolve_padding(layer.padding, x.shape[1:3], k, layer.strides)
+            depthwise = isinstance(layer, DepthwiseConv)
+            features = x.shape[-1] * layer.depth_multiplier if depthwise else layer.filters
+            return nn.Conv(
+                features=features,
+                kernel_size=layer.kernel,
+                strides=layer.strides,
+                padding=pads,
+                kernel_dilation=layer.dilation,
+                feature_group_count=x.shape[-1] if depthwise else 1,
+                use_bias=layer.use_bias,
+                dtype=self.dtype,
+                kernel_init=_KERNEL_INIT,
+                bias_init=_BIAS_INIT,
+                name=name,
+            )(x)
+        if isinstance(layer, MaxPool):
+            return max_pool(x, layer, self.pool_impl)
+        if isinstance(layer, AvgPool):
+            pads = resolve_padding(layer.padding, x.shape[1:3], layer.window, layer.strides)
+            return nn.avg_pool(
+                x, layer.window, layer.strides, padding=pads, count_include_pad=False
+            )
+        if isinstance(layer, Flatten):
+            return x.reshape(x.shape[0], math.prod(x.shape[1:]))
+        if isinstance(layer, GlobalAvgPool):
+            return x.mean(axis=(1, 2))
+        if isinstance(layer, Dense):
+            return nn.Dense(
+                layer.units,
+                use_bias=layer.use_bias,
+                dtype=self.dtype,
+                kernel_init=_KERNEL_INIT,
+                bias_init=_BIAS_INIT,
+                name=name,
+            )(x)
+        if isinstance(layer, Dropout):
+            return nn.Dropout(layer.rate, deterministic=not train, name=name)(x)
+        if isinstance(layer, BatchNorm):
+            return nn.BatchNorm(
+                use_running_average=not train,
+                momentum=layer.momentum,
+                epsilon=layer.epsilon,
+                dtype=self.dtype,
+                name=name,
+            )(x)
+        raise TypeError(f"no Flax layer for {type(layer).__name__}")
+
+
+def build_model(spec: NetSpec, *, dtype: Any = jnp.float32, pool_impl: str = "auto") -> SpecModel:
+    """The Flax Linen module for `spec`."""
+    _resolve_pool_impl(pool_impl)
+    return SpecModel(spec=spec, dtype=dtype, pool_impl=pool_impl)
+
+
+def init_variables(model: SpecModel, key: jax.Array, batch_size: int = 1) -> dict[str, Any]:
+    """Initial variables ("params", and "batch_stats" when the spec has batch norm)."""
+    x = jnp.zeros((batch_size, *model.spec.input_shape), jnp.float32)
+    variables = model.init({"params": key, "dropout": key}, x, train=False)
+    return {k: v for k, v in variables.items() if k != "intermediates"}
+
+
+def count_params(tree: Any) -> int:
+    """Number of scalars in a pytree of arrays."""
+    return sum(int(math.prod(leaf.shape)) for leaf in jax.tree_util.tree_leaves(tree))
+
+
+def has_batch_norm(spec: NetSpec) -> bool:
+    return any(isinstance(layer, BatchNorm) for layer in spec.layers)
+
+
+def has_dropout(spec: NetSpec) -> bool:
+    return any(isinstance(layer, Dropout) for layer in spec.layers)
+
+
+def intermediates(
+    model: SpecModel, variables: dict[str, Any], x: jax.Array
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Logits and every layer's output (eval mode), keyed by the analytic report's names."""
+    out, state = model.apply(variables, x, train=False, mutable=["intermediates"])
+    outputs = state["intermediates"]["layer_outputs"]
+    return out, dict(zip(layer_names(model.spec), outputs, strict=True))

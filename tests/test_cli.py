@@ -1,0 +1,110 @@
+"""The `cnnjax` command: summary in three formats, fast (no JAX import), clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from cnnjax import zoo
+from cnnjax.cli import main
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "cnnjax.cli", *args], capture_output=True, text=True, check=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "total"),
+    [
+        ("fashion_cnn", "113,386"),
+        ("chollet_mnist", "93,322"),
+        ("pool224", "8,861"),
+        ("nopool224", "477,341"),
+    ],
+)
+def test_summary_text_prints_the_seed_numbers(capsys, name, total):
+    assert main(["summary", name]) == 0
+    out = capsys.readouterr().out
+    assert f"Total params: {total}" in out
+    assert "Receptive field" in out and "Eff. stride" in out
+
+
+def test_summary_markdown(capsys):
+    assert main(["summary", "chollet_mnist", "--format", "markdown"]) == 0
+    out = capsys.readouterr().out
+    assert "| conv2d_2 (Conv(64, 3x3)) | (None, 3, 3, 64) | 36,928 |" in out
+    assert "18x18" in out
+
+
+def test_summary_json_has_the_documented_fields(capsys):
+    assert main(["summary", "chollet_mnist", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["total_params"] == 93_322
+    assert data["trainable_params"] == 93_322 and data["non_trainable_params"] == 0
+    for layer in data["layers"]:
+        for key in (
+            "name",
+            "type",
+            "output_shape",
+            "params",
+            "receptive_field",
+            "effective_stride",
+            "effective_padding",
+            "values",
+            "macs",
+        ):
+            assert key in layer
+    assert data["layers"][4]["output_shape"] == [3, 3, 64]
+    assert data["layers"][4]["receptive_field"] == [18, 18]
+
+
+def test_batch_norm_counts_as_keras(capsys):
+    assert main(["summary", "in28x28x1-conv8x3-bn-flatten-dense10", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["layers"][1]["params"] == 32
+    assert data["non_trainable_params"] == 16
+
+
+def test_every_zoo_model_in_every_format(capsys):
+    for name in zoo.ZOO:
+        for fmt in ("text", "markdown", "json"):
+            assert main(["summary", name, "--format", fmt]) == 0
+    assert capsys.readouterr().out
+
+
+def test_input_override(capsys):
+    assert main(["summary", "fashion_cnn", "--input", "32x32x3", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["input_shape"] == [32, 32, 3]
+
+
+def test_bad_spec_is_one_error_line_and_status_2():
+    result = run("summary", "conv32x3-pool2-pool2-pool2-pool2-pool2-flatten-dense10")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: layer 5 (MaxPool(2x2)): window 2x2 is larger than its input 1x1x32"
+    ]
+    assert "Traceback" not in result.stderr
+
+
+def test_summary_never_imports_jax():
+    code = (
+        "import sys; from cnnjax.cli import main; main(['summary', 'vgg16']); "
+        "assert 'jax' not in sys.modules, 'jax imported'; print('ok')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("ok")
+
+
+def test_spec_command_converts_text_to_json_and_back(capsys):
+    assert main(["spec", "conv32x3-pool2-flatten-dense10", "--format", "json"]) == 0
+    as_json = capsys.readouterr().out
+    assert main(["spec", as_json, "--format", "text"]) == 0
+    assert capsys.readouterr().out.strip() == "in28x28x1-conv32x3-pool2-flatten-dense10"

@@ -1,0 +1,187 @@
+"""Laws: the analytic report and the real Flax model agree (params, shapes, receptive field)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+
+from cnnjax import zoo
+from cnnjax.analysis import analyze, receptive_window
+from cnnjax.models import build_model, count_params, init_variables, intermediates, max_pool
+from cnnjax.spec import MaxPool
+from tests.strategies import linear_rf_specs, valid_specs
+
+
+def _check_params_and_shapes(spec):
+    report = analyze(spec)
+    model = build_model(spec)
+    variables = init_variables(model, jax.random.key(0))
+    assert count_params(variables.get("params", {})) == report.trainable_params
+    assert count_params(variables.get("batch_stats", {})) == report.non_trainable_params
+    x = jnp.ones((2, *spec.input_shape))
+    out, inter = intermediates(model, variables, x)
+    assert list(inter) == [r.name for r in report.layers]
+    for r in report.layers:
+        assert inter[r.name].shape == (2, *r.output_shape), r.name
+    assert out.shape == (2, *report.output_shape)
+
+
+@settings(max_examples=15)
+@given(valid_specs())
+def test_params_and_shapes_match_flax(spec):
+    _check_params_and_shapes(spec)
+
+
+@pytest.mark.parametrize(
+    "name", ["fashion_cnn", "chollet_mnist", "chollet_nopool", "pool224", "nopool224"]
+)
+def test_zoo_params_and_shapes_match_flax(name):
+    _check_params_and_shapes(zoo.get(name))
+
+
+def _positive_params(variables, key):
+    leaves, treedef = jax.tree_util.tree_flatten(variables.get("params", {}))
+    keys = jax.random.split(key, len(leaves))
+    new = [
+        jax.random.uniform(k, leaf.shape, minval=0.1, maxval=1.0)
+        for k, leaf in zip(keys, leaves, strict=True)
+    ]
+    return {**variables, "params": jax.tree_util.tree_unflatten(treedef, new)}
+
+
+def _inside_unit(report_layer, h, w):
+    """An output unit whose analytic window lies wholly inside the input (centre first)."""
+    oh, ow = report_layer.output_shape[:2]
+    units = sorted(
+        ((i, j) for i in range(oh) for j in range(ow)),
+        key=lambda u: (abs(u[0] - oh // 2) + abs(u[1] - ow // 2), u),
+    )
+    for i, j in units:
+        top, bottom, left, right = receptive_window(report_layer, i, j)
+        if top >= 0 and left >= 0 and bottom < h and right < w:
+            return (i, j), True
+    return (oh // 2, ow // 2), False
+
+
+def _gradient_support(spec, seed=0):
+    """Bounding box of the input pixels that reach one unit of the last layer (via jax.vjp),
+    the analytic window of that unit clipped to the input, and whether it lies inside."""
+    model = build_model(spec, pool_impl="reduce_window")
+    variables = _positive_params(
+        init_variables(model, jax.random.key(seed)), jax.random.key(seed + 1)
+    )
+    last = analyze(spec).layers[-1]
+    h, w = spec.input_shape[:2]
+    (ci, cj), inside = _inside_unit(last, h, w)
+    x = jax.random.uniform(jax.random.key(seed + 2), (1, *spec.input_shape), minval=0.5, maxval=1.0)
+
+    @jax.jit
+    def input_gradient(variables, inp):
+        _, vjp = jax.vjp(lambda v: model.apply(variables, v)[0, ci, cj, 0], inp)
+        return vjp(jnp.ones(()))[0]
+
+    grad = input_gradient(variables, x)
+    support = np.abs(np.asarray(grad[0])).sum(-1) > 0
+    rows, cols = np.nonzero(support)
+    top, bottom, left, right = receptive_window(last, ci, cj)
+    analytic = (max(top, 0), min(bottom, h - 1), max(left, 0), min(right, w - 1))
+    measured = (rows.min(), rows.max(), cols.min(), cols.max()) if rows.size else None
+    return measured, analytic, inside
+
+
+@settings(max_examples=30)
+@given(linear_rf_specs())
+def test_receptive_field_equals_gradient_support(spec):
+    """Linear convs and average pools with positive weights: the gradient support of a unit whose
+    window lies inside the input IS the analytic field; where padding cuts it, it lies within."""
+    measured, analytic, inside = _gradient_support(spec)
+    if inside:
+        assert measured == analytic
+    elif measured is not None:  # a unit over padding alone may see no input at all
+        _assert_within(measured, analytic)
+
+
+def _assert_within(measured, analytic):
+    top, bottom, left, right = measured
+    assert analytic[0] <= top and bottom <= analytic[1]
+    assert analytic[2] <= left and right <= analytic[3]
+
+
+@settings(max_examples=15)
+@given(linear_rf_specs(with_max_pool=True))
+def test_gradient_support_lies_inside_the_field_with_max_pooling(spec):
+    """Max pooling routes the gradient to one input per window: support within the field."""
+    measured, analytic, inside = _gradient_support(spec)
+    assert measured is not None or not inside
+    if measured is not None:
+        _assert_within(measured, analytic)
+
+
+def test_seed001_last_map_cells_see_18x18():
+    spec = zoo.chollet_mnist()
+    base = spec.__class__(spec.input_shape, spec.layers[:5])
+    measured, analytic, inside = _gradient_support(
+        spec.__class__(spec.input_shape, tuple(_linearised(base.layers)))
+    )
+    assert inside and analytic == measured
+    assert measured[1] - measured[0] + 1 == 18
+
+
+def _linearised(layers):
+    """Replace max pools by average pools and drop activations: same geometry, full support."""
+    from dataclasses import replace
+
+    from cnnjax.spec import AvgPool, Conv
+
+    for layer in layers:
+        if isinstance(layer, MaxPool):
+            yield AvgPool(layer.window, layer.strides, layer.padding)
+        elif isinstance(layer, Conv):
+            yield replace(layer, activation="linear")
+        else:
+            yield layer
+
+
+def test_reshape_max_pool_equals_reduce_window():
+    x = jax.random.normal(jax.random.key(3), (4, 13, 11, 5))
+    layer = MaxPool(2)
+    a = max_pool(x, layer, "reshape")
+    b = max_pool(x, layer, "reduce_window")
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+    def loss(impl):
+        return lambda v: jnp.sum(max_pool(v, layer, impl) ** 2)
+
+    ga = jax.grad(loss("reshape"))(x)
+    gb = jax.grad(loss("reduce_window"))(x)
+    np.testing.assert_allclose(np.asarray(ga), np.asarray(gb))
+
+
+def test_logits_leave_out_the_final_softmax():
+    spec = zoo.fashion_cnn()
+    model = build_model(spec)
+    variables = init_variables(model, jax.random.key(0))
+    x = jax.random.uniform(jax.random.key(1), (3, 28, 28, 1))
+    logits = model.apply(variables, x)
+    probs = model.apply(variables, x, logits=False)
+    np.testing.assert_allclose(
+        np.asarray(jax.nn.softmax(logits)), np.asarray(probs), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_wrong_input_shape_is_a_clear_error():
+    model = build_model(zoo.fashion_cnn())
+    variables = init_variables(model, jax.random.key(0))
+    with pytest.raises(ValueError, match=r"does not match the spec's \(batch, 28, 28, 1\)"):
+        model.apply(variables, jnp.zeros((1, 32, 32, 3)))
+
+
+def test_bfloat16_compute():
+    model = build_model(zoo.fashion_cnn(), dtype=jnp.bfloat16)
+    variables = init_variables(model, jax.random.key(0))
+    out = model.apply(variables, jnp.ones((2, 28, 28, 1)))
+    assert out.dtype == jnp.bfloat16
+    assert jax.tree_util.tree_leaves(variables)[0].dtype == jnp.float32
