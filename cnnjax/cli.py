@@ -111,7 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _known_errors() -> tuple[type[BaseException], ...]:
     errors: list[type[BaseException]] = [SpecError, UserError]
-    for module_name, attr in (("cnnjax.data", "DataError"), ("cnnjax.train", "TrainingError")):
+    for module_name, attr in (
+        ("cnnjax.data", "DataError"),
+        ("cnnjax.train", "TrainingError"),
+        ("cnnjax.checkpoint", "RunDirError"),
+    ):
         module = sys.modules.get(module_name)
         if module is not None and hasattr(module, attr):
             errors.append(getattr(module, attr))

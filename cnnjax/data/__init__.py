@@ -1,0 +1,57 @@
+"""Datasets for cnnjax: TFDS array_record files read without TensorFlow, views and batching.
+
+Importing this package imports numpy only; tensorflow_datasets, PIL and jax are
+imported by the functions that need them.
+"""
+
+from cnnjax.data.batching import (
+    DeviceDataset,
+    batch_indices,
+    epoch_permutation,
+    num_batches,
+    process_shard,
+    stream_batches,
+)
+from cnnjax.data.dataset import ArrayDataset
+from cnnjax.data.errors import DataError
+from cnnjax.data.registry import DATASETS, DatasetSpec, default_data_dir, get_spec
+from cnnjax.data.store import info, load, open_source, prepare, read_source, status
+from cnnjax.data.views import (
+    random_subset,
+    resize,
+    scale_images,
+    scaled,
+    select,
+    split_validation,
+    subset_classes,
+    to_channels,
+)
+
+__all__ = [
+    "DATASETS",
+    "ArrayDataset",
+    "DataError",
+    "DatasetSpec",
+    "DeviceDataset",
+    "batch_indices",
+    "default_data_dir",
+    "epoch_permutation",
+    "get_spec",
+    "info",
+    "load",
+    "num_batches",
+    "open_source",
+    "prepare",
+    "process_shard",
+    "random_subset",
+    "read_source",
+    "resize",
+    "scale_images",
+    "scaled",
+    "select",
+    "split_validation",
+    "status",
+    "stream_batches",
+    "subset_classes",
+    "to_channels",
+]

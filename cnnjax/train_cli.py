@@ -1,0 +1,186 @@
+"""`cnnjax train` and `cnnjax evaluate`: the training engine from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def load_datasets(
+    dataset: str,
+    *,
+    data_dir: str | None = None,
+    limit: int | None = None,
+    test_limit: int | None = None,
+    classes: list[int] | None = None,
+    seed: int = 0,
+) -> tuple[Any, Any]:
+    """(train, test) ArrayDatasets for a dataset name or a Keras-style .npz path, with views."""
+    from cnnjax import data
+
+    if dataset.endswith(".npz"):
+        from cnnjax.data.npz import load_npz
+
+        train, test = load_npz(dataset)
+    else:
+        train = data.load(dataset, "train", data_dir=data_dir)
+        test = data.load(dataset, "test", data_dir=data_dir)
+    if classes:
+        train, test = data.subset_classes(train, classes), data.subset_classes(test, classes)
+    if limit and limit < len(train):
+        train = data.random_subset(train, limit, seed)
+    if test_limit and test_limit < len(test):
+        test = data.random_subset(test, test_limit, seed)
+    return train, test
+
+
+def _fit_from_args(args: argparse.Namespace) -> int:
+    from cnnjax import data
+    from cnnjax.spec import load_spec, parse_shape
+    from cnnjax.train import FitConfig, fit, mean_std_ci
+
+    spec = load_spec(args.model, parse_shape(args.input) if args.input else None)
+    classes = [int(c) for c in args.classes.split(",")] if args.classes else None
+    train, test = load_datasets(
+        args.dataset,
+        data_dir=args.data_dir,
+        limit=args.limit,
+        test_limit=args.test_limit,
+        classes=classes,
+        seed=args.seed,
+    )
+    if tuple(train.image_shape) != spec.input_shape:
+        h, w, c = spec.input_shape
+        if train.image_shape[:2] != (h, w):
+            train, test = data.resize(train, (h, w)), data.resize(test, (h, w))
+        if train.image_shape[2] != c:
+            train, test = data.to_channels(train, c), data.to_channels(test, c)
+    validation = test
+    if args.validation not in ("test", "none"):
+        train, validation = data.split_validation(train, float(args.validation), seed=args.seed)
+    elif args.validation == "none":
+        validation = None
+    config = FitConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        optimizer=args.optimizer,
+        learning_rate=args.lr,
+        seed=args.seed,
+        seeds=args.seeds,
+        checkpoint_every=args.checkpoint_every,
+        keep_checkpoints=args.keep,
+        dtype=args.dtype,
+        pool_impl=args.pool_impl,
+    )
+    out = Path(args.out) if args.out else _default_out(spec.name or "model", args.dataset)
+    extra = {
+        "dataset": args.dataset,
+        "classes": classes,
+        "limit": args.limit,
+        "test_limit": args.test_limit,
+        "validation": args.validation,
+        "command": "cnnjax " + " ".join(sys.argv[1:]),
+    }
+    print(f"run directory: {out}", file=sys.stderr)
+    result = fit(
+        spec,
+        train,
+        validation=validation,
+        config=config,
+        run_dir=out,
+        resume=args.resume,
+        extra_config=extra,
+        progress=None,
+    )
+    results: dict[str, Any] = {"history": result.history.records}
+    if validation is not None and result.history.records:
+        last = result.history.records[-1]
+        acc = last["val_accuracy"]
+        results["val_accuracy"] = mean_std_ci(acc if isinstance(acc, list) else [acc])
+        results["val_loss"] = mean_std_ci(
+            last["val_loss"] if isinstance(acc, list) else [last["val_loss"]]
+        )
+        summary = results["val_accuracy"]
+        line = f"{args.validation} accuracy: {summary['mean']:.4f}"
+        if args.seeds > 1:
+            line += f" ± {summary['std']:.4f} (95% CI ± {summary['ci95']:.4f}, {args.seeds} seeds)"
+        print(line)
+    from cnnjax.checkpoint import write_atomic
+
+    write_atomic(out / "results.json", json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+def _default_out(model: str, dataset: str) -> Path:
+    stem = Path(dataset).stem if dataset.endswith(".npz") else dataset
+    return Path("runs") / f"{model}-{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from cnnjax.train import evaluate, load_run
+
+    run = load_run(args.run_dir)
+    dataset = args.dataset or run.config.get("dataset")
+    if not dataset:
+        print("error: the run does not record its dataset; pass --dataset", file=sys.stderr)
+        return 2
+    train, test = load_datasets(
+        dataset,
+        data_dir=args.data_dir,
+        classes=run.config.get("classes"),
+        test_limit=args.limit,
+    )
+    data = test if args.split == "test" else train
+    out = []
+    for i in range(run.seeds):
+        out.append(evaluate(run.spec, run.variables_of(i), data))
+    print(json.dumps(out[0] if len(out) == 1 else out, indent=2))
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add the `train` and `evaluate` subcommands."""
+    p = sub.add_parser(
+        "train",
+        help="train a model on a dataset (Keras-like fit with a run directory)",
+        description="Train MODEL (zoo name, text form or JSON) on DATASET; writes config.json, "
+        "metrics.jsonl, results.json and Orbax checkpoints into --out.",
+    )
+    p.add_argument("--model", required=True, help="zoo name, text form, JSON file or string")
+    p.add_argument("--dataset", default="fashion_mnist", help="dataset name or a Keras-style .npz")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--optimizer", default="adam", help="adam, adamw, sgd, momentum, rmsprop")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate")
+    p.add_argument("--seed", type=int, default=0, help="first seed (seeds are seed..seed+k-1)")
+    p.add_argument("--seeds", type=int, default=1, help="train k seeds at once (vmap)")
+    p.add_argument("--out", help="run directory (default runs/MODEL-DATASET-TIME)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--checkpoint-every", type=int, default=0, help="also save every N steps")
+    p.add_argument("--keep", type=int, default=3, help="checkpoints to keep")
+    p.add_argument("--limit", type=int, help="use a random subset of N training examples")
+    p.add_argument("--test-limit", type=int, help="use a random subset of N test examples")
+    p.add_argument("--classes", help="comma-separated class subset, relabelled 0..k-1")
+    p.add_argument(
+        "--validation",
+        default="test",
+        help="'test' (the test split), 'none', or a fraction of train",
+    )
+    p.add_argument("--input", help="model input shape HxWxC (data are resized to it)")
+    p.add_argument("--data-dir", help="TFDS data directory")
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    p.add_argument("--pool-impl", choices=("auto", "reduce_window", "reshape"), default="auto")
+    p.set_defaults(func=_fit_from_args)
+
+    p = sub.add_parser("evaluate", help="evaluate a trained run directory on a dataset split")
+    p.add_argument("run_dir")
+    p.add_argument("--dataset", help="default: the run's dataset")
+    p.add_argument("--split", choices=("test", "train"), default="test")
+    p.add_argument("--limit", type=int, help="evaluate on a random subset of N examples")
+    p.add_argument("--data-dir")
+    p.set_defaults(func=_evaluate)

@@ -1,0 +1,194 @@
+"""Training engine: learning, k seeds by vmap, reproducibility, NaN guard, run directories."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from cnnjax.data import ArrayDataset
+from cnnjax.spec import from_text
+from cnnjax.train import FitConfig, TrainingError, evaluate, fit, load_run, mean_std_ci
+
+SPEC = from_text("in12x12x1-conv4x3-pool2-flatten-dense8-dense3")
+
+
+def synthetic(n: int = 384, seed: int = 0, size: int = 12) -> ArrayDataset:
+    """Three classes told apart by where a bright bar lies: learnable in one epoch."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, n).astype(np.int32)
+    images = rng.integers(0, 60, (n, size, size, 1)).astype(np.uint8)
+    for i, y in enumerate(labels):
+        images[i, :, 4 * y : 4 * y + 3, 0] = 230
+    return ArrayDataset(images, labels, 3, ("left", "middle", "right"), "bars")
+
+
+def leaves(tree):
+    return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
+
+
+def test_one_epoch_learns():
+    train, test = synthetic(), synthetic(192, seed=1)
+    result = fit(SPEC, train, validation=test, config=FitConfig(epochs=2, batch_size=16))
+    first, last = result.history.records[0], result.history.records[-1]
+    assert last["loss"] < first["loss"]
+    assert last["val_accuracy"] > 0.9 > 1 / 3
+    assert set(first) >= {
+        "epoch",
+        "loss",
+        "accuracy",
+        "val_loss",
+        "val_accuracy",
+        "seconds",
+        "images_per_second",
+    }
+    assert result.history.history["loss"][0] == first["loss"]
+    metrics = evaluate(SPEC, result.variables(), test)
+    assert metrics["accuracy"] == pytest.approx(last["val_accuracy"])
+    assert metrics["examples"] == 192
+
+
+def test_same_seed_gives_bit_identical_parameters_and_metrics():
+    train = synthetic()
+    cfg = FitConfig(epochs=1, batch_size=32, seed=3)
+    a, b = fit(SPEC, train, config=cfg), fit(SPEC, train, config=cfg)
+    for x, y in zip(leaves(a.state.params), leaves(b.state.params), strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert a.history.records[0]["loss"] == b.history.records[0]["loss"]
+    c = fit(SPEC, train, config=FitConfig(epochs=1, batch_size=32, seed=4))
+    assert not np.array_equal(leaves(a.state.params)[0], leaves(c.state.params)[0])
+
+
+def test_vmapped_seeds_equal_separate_runs():
+    train, test = synthetic(), synthetic(96, seed=1)
+    together = fit(
+        SPEC, train, validation=test, config=FitConfig(epochs=1, batch_size=32, seed=5, seeds=3)
+    )
+    record = together.history.records[0]
+    assert len(record["val_accuracy"]) == 3
+    for i in range(3):
+        alone = fit(
+            SPEC, train, validation=test, config=FitConfig(epochs=1, batch_size=32, seed=5 + i)
+        )
+        for x, y in zip(leaves(together.variables(i)), leaves(alone.variables()), strict=True):
+            np.testing.assert_allclose(x, y, rtol=2e-4, atol=2e-5)
+        assert record["val_accuracy"][i] == pytest.approx(
+            alone.history.records[0]["val_accuracy"], abs=1 / 96
+        )
+
+
+def test_mean_std_ci():
+    s = mean_std_ci([0.9, 0.92, 0.94])
+    assert s["mean"] == pytest.approx(0.92)
+    assert s["std"] == pytest.approx(0.02)
+    assert s["ci95"] == pytest.approx(4.303 * 0.02 / np.sqrt(3))
+
+
+def test_resume_with_other_settings_is_refused_and_loses_nothing(tmp_path):
+    train = synthetic()
+    run = tmp_path / "run"
+    fit(SPEC, train, config=FitConfig(epochs=1, batch_size=32), run_dir=run)
+    saved = sorted(p.name for p in (run / "checkpoints").iterdir())
+    before = load_run(run)
+    with pytest.raises(Exception, match=r"cannot resume .*learning_rate was 0.001, now 0.1"):
+        fit(
+            SPEC,
+            train,
+            config=FitConfig(epochs=3, batch_size=32, learning_rate=0.1),
+            run_dir=run,
+            resume=True,
+        )
+    after = load_run(run)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == saved
+    for x, y in zip(leaves(before.state), leaves(after.state), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_nan_guard_names_the_step(tmp_path):
+    train = synthetic()
+    with pytest.raises(
+        TrainingError, match=r"non-finite loss or gradient at step \d+.*no checkpoint"
+    ):
+        fit(SPEC, train, config=FitConfig(epochs=2, batch_size=32, learning_rate=1e30))
+
+
+def test_nan_guard_keeps_earlier_checkpoints(tmp_path):
+    """Poisoned data mid-epoch: the checkpoints before the bad step stay, unchanged."""
+    train = synthetic()
+    images = train.images.astype(np.float32) / 255.0
+    run = tmp_path / "run"
+    good = ArrayDataset(images, train.labels, 3, train.class_names, "good")
+    fit(SPEC, good, config=FitConfig(epochs=1, batch_size=32, checkpoint_every=4), run_dir=run)
+    names = sorted(int(p.name) for p in (run / "checkpoints").iterdir())
+    assert names == [4, 8, 12]
+    bad_images = images.copy()
+    bad_images[:] = np.inf
+    bad = ArrayDataset(bad_images, train.labels, 3, train.class_names, "good")
+    with pytest.raises(TrainingError, match=r"at step 12.*last good checkpoint is step 12"):
+        fit(
+            SPEC,
+            bad,
+            config=FitConfig(epochs=2, batch_size=32, checkpoint_every=4),
+            run_dir=run,
+            resume=True,
+        )
+    assert sorted(int(p.name) for p in (run / "checkpoints").iterdir()) == names
+
+
+def test_run_directory_and_resume_extends_training(tmp_path):
+    train, test = synthetic(), synthetic(64, seed=1)
+    run = tmp_path / "run"
+    fit(SPEC, train, validation=test, config=FitConfig(epochs=1, batch_size=32), run_dir=run)
+    config = json.loads((run / "config.json").read_text())
+    assert config["spec"] == SPEC.to_dict() and config["fit"]["batch_size"] == 32
+    assert "jax" in config["versions"]
+    with pytest.raises(Exception, match="already holds a run"):
+        fit(SPEC, train, config=FitConfig(epochs=1, batch_size=32), run_dir=run)
+    fit(
+        SPEC,
+        train,
+        validation=test,
+        config=FitConfig(epochs=2, batch_size=32),
+        run_dir=run,
+        resume=True,
+    )
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [1, 2]
+    straight = fit(SPEC, train, validation=test, config=FitConfig(epochs=2, batch_size=32))
+    loaded = load_run(run)
+    for x, y in zip(leaves(loaded.variables), leaves(straight.variables()), strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert loaded.history[-1]["val_accuracy"] == straight.history.records[-1]["val_accuracy"]
+
+
+def test_clear_errors_for_mismatched_data():
+    with pytest.raises(TrainingError, match=r"images are 12x12x1 but the model .* expects 28x28x1"):
+        fit(from_text("conv4x3-flatten-dense3"), synthetic(), config=FitConfig(epochs=1))
+    with pytest.raises(
+        TrainingError, match="output has shape \\(10,\\) but the data has 3 classes"
+    ):
+        fit(from_text("in12x12x1-flatten-dense10"), synthetic(), config=FitConfig(epochs=1))
+
+
+def test_binary_head_uses_sigmoid_cross_entropy():
+    train = synthetic()
+    two = np.isin(train.labels, [0, 2])
+    binary = ArrayDataset(
+        train.images[two], (train.labels[two] == 2).astype(np.int32), 2, ("l", "r"), "lr"
+    )
+    spec = from_text("in12x12x1-conv4x3-pool2-flatten-dense1")
+    result = fit(spec, binary, validation=binary, config=FitConfig(epochs=3, batch_size=16))
+    assert result.history.records[-1]["val_accuracy"] > 0.9
+
+
+def test_dropout_and_batch_norm_train_and_eval_modes():
+    spec = from_text("in12x12x1-conv4x3-bn-pool2-flatten-drop0.5-dense8-dense3")
+    train = synthetic()
+    result = fit(spec, train, validation=train, config=FitConfig(epochs=2, batch_size=16))
+    stats = result.state.batch_stats
+    assert stats, "batch statistics are part of the state"
+    mean = np.asarray(jax.tree_util.tree_leaves(stats)[0])
+    assert np.abs(mean).sum() > 0, "running statistics were updated in training"
+    assert result.history.records[-1]["val_accuracy"] > 0.8
