@@ -5,8 +5,12 @@ the numbers beside an accuracy describe the very network trained. Importing `cnn
 cheap: JAX is imported only by the modules that need it (models, train, inspect, ...).
 """
 
-from cnnjax.analysis import NetReport, analyze
-from cnnjax.spec import (
+from cnnjax import _xla_flags
+
+_xla_flags.apply()  # before JAX creates its CPU client
+
+from cnnjax.analysis import NetReport, analyze  # noqa: E402
+from cnnjax.spec import (  # noqa: E402
     AvgPool,
     BatchNorm,
     Conv,

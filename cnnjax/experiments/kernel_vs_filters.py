@@ -1,0 +1,94 @@
+"""Seed 003: a 3x3 kernel with 64 filters or a 7x7 kernel with 32? And one 7x7 layer vs three
+3x3 layers with the same receptive field 7."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cnnjax.experiments.harness import (
+    Run,
+    Settings,
+    command_for,
+    comparison_table,
+    load_data,
+    pm,
+    train_variant,
+    verdict,
+)
+from cnnjax.spec import from_text
+from cnnjax.summary import human
+
+NAME = "kernel_vs_filters"
+QUESTION = "A 3x3 kernel with 64 filters or a 7x7 kernel with 32 filters?"
+MODES = {
+    "quick": {"epochs": 1, "seeds": 2, "train_limit": 512, "test_limit": 256},
+    "default": {"epochs": 3, "seeds": 3, "train_limit": 10_000, "test_limit": 5_000},
+    "full": {"epochs": 10, "seeds": 5, "train_limit": None, "test_limit": None},
+}
+
+HEAD = "pool2-conv64x3-pool2-flatten-dense64-dense10"
+VARIANTS = {
+    "first_3x3x64": f"conv64x3-{HEAD}",
+    "first_7x7x32": f"conv32x7-{HEAD}",
+    "block_7x7": f"conv32x3-conv32x7-{HEAD}",
+    "block_3x3x3": f"conv32x3-conv32x3-conv32x3-conv32x3-{HEAD}",
+}
+
+
+def run(settings: Settings, out: Path) -> Path:
+    record = Run(NAME, QUESTION, out, settings)
+    train, test = load_data(settings)
+    runs = [
+        train_variant(name, from_text(text), train, test, settings)
+        for name, text in VARIANTS.items()
+    ]
+    by = {v.name: v for v in runs}
+
+    def first_layer(v):
+        return f"{v.report.layers[0].params:,}"
+
+    def block(v):
+        layers = v.report.layers[1:2] if v.name == "block_7x7" else v.report.layers[1:4]
+        if not v.name.startswith("block"):
+            return "-"
+        return (
+            f"{sum(r.params for r in layers):,} params, {human(sum(r.macs for r in layers))} MACs"
+        )
+
+    record.add(
+        "## Measured\n\n"
+        + comparison_table(runs, {"first layer params": first_layer, "7x7-field block": block})
+    )
+    rows = [
+        "| network | layer | output | params | receptive field | MACs |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for v in runs:
+        for r in v.report.layers[:5]:
+            if r.type == "conv":
+                rf = f"{r.receptive_field[0]}x{r.receptive_field[1]}"
+                rows.append(
+                    f"| `{v.name}` | {r.name} {r.description} | {'x'.join(map(str, r.output_shape))} | {r.params:,} | {rf} | {human(r.macs)} |"
+                )
+    record.add("## Per layer (analytic)\n\n" + "\n".join(rows))
+    a, b, c, d = by["first_3x3x64"], by["first_7x7x32"], by["block_7x7"], by["block_3x3x3"]
+    c_block = c.report.layers[1]
+    d_block = d.report.layers[1:4]
+    answer = [
+        f"First layer: Conv(64, 3x3) has {a.report.layers[0].params:,} parameters and "
+        f"{human(a.report.layers[0].macs)} MACs per image; Conv(32, 7x7) has "
+        f"{b.report.layers[0].params:,} parameters and {human(b.report.layers[0].macs)} MACs "
+        "(M(K*K*D)+M, as the seed's answer says).",
+        f"Measured test accuracy: 3x3x64 first {pm(a.accuracy)}; 7x7x32 first {pm(b.accuracy)}. "
+        + verdict(a, b),
+        f"A 7x7 field from one 7x7 layer (32->32 channels: {c_block.params:,} params, "
+        f"{human(c_block.macs)} MACs) or from three 3x3 layers ({sum(r.params for r in d_block):,} params, "
+        f"{human(sum(r.macs for r in d_block))} MACs): each block sees a 7x7 window of its input "
+        f"(after the first 3x3 layer the network's field is {d_block[-1].receptive_field[0]}x"
+        f"{d_block[-1].receptive_field[1]} either way); accuracy {pm(c.accuracy)} vs {pm(d.accuracy)}. "
+        + verdict(d, c),
+        "The stack of small kernels buys the same field with fewer parameters and two more "
+        "non-linearities, which is why modern networks stack 3x3 convolutions.",
+    ]
+    record.results = {"variants": [v.to_dict() for v in runs]}
+    return record.finish(answer, command_for(NAME, settings))

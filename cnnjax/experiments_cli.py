@@ -1,0 +1,56 @@
+"""`cnnjax experiment NAME|all [--quick | --full] [--seeds K] [--epochs N] [--out DIR]`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def _run(args: argparse.Namespace) -> int:
+    from cnnjax.experiments import EXPERIMENTS, run_all, run_experiment
+
+    mode = "quick" if args.quick else "full" if args.full else "default"
+    overrides = {
+        "seeds": args.seeds,
+        "epochs": args.epochs,
+        "train_limit": args.limit,
+        "dataset": args.dataset,
+        "data_dir": args.data_dir,
+    }
+    if args.name == "all":
+        path = run_all(mode, args.out, **overrides)
+    elif args.name in EXPERIMENTS:
+        path = run_experiment(args.name, mode, args.out, **overrides)
+    else:
+        from cnnjax.cli import UserError
+
+        raise UserError(
+            f"unknown experiment {args.name!r}; choose one of {', '.join(EXPERIMENTS)}, all"
+        )
+    print(f"report: {path}")
+    return 0
+
+
+def register(sub: Any) -> None:
+    from cnnjax.experiments import EXPERIMENTS
+
+    p = sub.add_parser(
+        "experiment",
+        help="run a seed question's experiment and write its report",
+        description="Experiments: " + ", ".join(EXPERIMENTS) + ", or all (with an index report).",
+    )
+    p.add_argument("name", help="experiment name or 'all'")
+    speed = p.add_mutually_exclusive_group()
+    speed.add_argument(
+        "--quick", action="store_true", help="smoke run: tiny subset, 1 epoch, 2 seeds"
+    )
+    speed.add_argument(
+        "--full", action="store_true", help="full data, more epochs and seeds (accelerator)"
+    )
+    p.add_argument("--seeds", type=int, help="seeds trained together (override)")
+    p.add_argument("--epochs", type=int, help="epochs (override)")
+    p.add_argument("--limit", type=int, help="training examples (override)")
+    p.add_argument("--dataset", help="dataset (override; default per experiment)")
+    p.add_argument("--data-dir", help="TFDS data directory")
+    p.add_argument("--out", help="run directory (default runs/NAME)")
+    p.set_defaults(func=_run)

@@ -1,0 +1,12 @@
+"""Run the `kernel_vs_filters` experiment: `python experiments/kernel_vs_filters.py [--quick | --full] [--seeds K] [--out DIR]`.
+
+The experiment itself lives in `cnnjax/experiments/kernel_vs_filters.py`; this script is the same as
+`cnnjax experiment kernel_vs_filters ...`.
+"""
+
+import sys
+
+from cnnjax.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["experiment", "kernel_vs_filters", *sys.argv[1:]]))

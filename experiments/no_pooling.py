@@ -1,0 +1,12 @@
+"""Run the `no_pooling` experiment: `python experiments/no_pooling.py [--quick | --full] [--seeds K] [--out DIR]`.
+
+The experiment itself lives in `cnnjax/experiments/no_pooling.py`; this script is the same as
+`cnnjax experiment no_pooling ...`.
+"""
+
+import sys
+
+from cnnjax.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["experiment", "no_pooling", *sys.argv[1:]]))

@@ -1,0 +1,12 @@
+"""Run the `small_feature_maps` experiment: `python experiments/small_feature_maps.py [--quick | --full] [--seeds K] [--out DIR]`.
+
+The experiment itself lives in `cnnjax/experiments/small_feature_maps.py`; this script is the same as
+`cnnjax experiment small_feature_maps ...`.
+"""
+
+import sys
+
+from cnnjax.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["experiment", "small_feature_maps", *sys.argv[1:]]))
