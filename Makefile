@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup system-data demo test test-slow lint format clean
+.PHONY: setup system-data demo test test-slow lint format docs docs-serve clean
 
 setup: system-data $(VENV)/.installed
 
@@ -29,11 +29,21 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(BIN)/cnnjax demo
 
-test: setup
+# What CI runs (.ci/run): lint, the test suite (slow tests excluded), the strict docs build.
+test: setup lint
 	$(BIN)/python -m pytest -q
+	$(MAKE) --no-print-directory docs
 
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
+
+# The docs site, built strictly: a broken reference or a stale command output fails.
+docs: setup
+	$(BIN)/python docs/refresh.py --check
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -q
+
+docs-serve: setup
+	$(BIN)/mkdocs serve
 
 lint: setup
 	$(BIN)/ruff check cnnjax tests experiments benchmarks
@@ -44,4 +54,4 @@ format: setup
 	$(BIN)/ruff check --fix cnnjax tests experiments benchmarks
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) build dist site *.egg-info .pytest_cache .ruff_cache .hypothesis

@@ -63,7 +63,9 @@ def _totals(report: NetReport) -> list[str]:
         f"Total params: {_count(report.total_params)}",
         f"Trainable params: {_count(report.trainable_params)}",
         f"Non-trainable params: {_count(report.non_trainable_params)}",
-        f"MACs per image: {_count(report.total_macs)} ({human(report.total_macs)}); "
+        f"MACs per image: {_count(report.total_macs)}"
+        + (f" ({human(report.total_macs)})" if report.total_macs >= 1000 else "")
+        + "; "
         f"FLOPs per forward pass: {human(report.total_flops)}",
     ]
     if spatial:
