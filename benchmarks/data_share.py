@@ -54,10 +54,18 @@ def main() -> None:
     start = time.perf_counter()
     batch_indices(len(train), args.batch_size, seed=0, epoch=1)  # once per epoch, on the host
     t_plan = time.perf_counter() - start
-    print(f"model {args.model}, batch {args.batch_size}, {args.steps} steps, backend {jax.default_backend()}")
-    print(f"step with on-device gather: {t_gather * 1e3:.3f} ms ({args.batch_size / t_gather:,.0f} images/s)")
-    print(f"step on a resident batch:   {t_fixed * 1e3:.3f} ms ({args.batch_size / t_fixed:,.0f} images/s)")
-    print(f"data path share of an epoch: {max(t_gather - t_fixed, 0) / t_gather:.1%} (+ {t_plan * 1e3:.1f} ms per epoch for the shuffled index plan)")
+    print(
+        f"model {args.model}, batch {args.batch_size}, {args.steps} steps, backend {jax.default_backend()}"
+    )
+    print(
+        f"step with on-device gather: {t_gather * 1e3:.3f} ms ({args.batch_size / t_gather:,.0f} images/s)"
+    )
+    print(
+        f"step on a resident batch:   {t_fixed * 1e3:.3f} ms ({args.batch_size / t_fixed:,.0f} images/s)"
+    )
+    print(
+        f"data path share of an epoch: {max(t_gather - t_fixed, 0) / t_gather:.1%} (+ {t_plan * 1e3:.1f} ms per epoch for the shuffled index plan)"
+    )
 
 
 if __name__ == "__main__":
