@@ -1,13 +1,14 @@
 # cnnjax: two commands on a fresh Debian/Ubuntu machine.
 #   make demo   installs everything, then runs the main job on the offline default data
 #   make test   installs everything, then runs the test suite (what CI runs)
+#   make bench  installs PyTorch, TensorFlow and Keras too, then trains beside them on the CPU
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup system-data demo test test-slow lint format docs docs-serve clean
+.PHONY: setup system-data demo test test-slow bench-setup bench bench-quick lint format docs docs-serve clean
 
 setup: system-data $(VENV)/.installed
 
@@ -36,6 +37,19 @@ test: setup lint
 
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
+
+# cnnjax beside PyTorch, Keras 3 on TensorFlow and Keras 3 on JAX (benchmarks/side_by_side.py):
+# full Fashion-MNIST, both models, 5 epochs; the table lands in benchmarks/results/.
+# torch is pinned: here 2.13.0 is a local CPU wheel (pip find-links); unpinned, pip would
+# download a multi-GB CUDA build.
+bench-setup: setup
+	$(BIN)/python -m pip install -q torch==2.13.0 tensorflow keras
+
+bench: setup bench-setup
+	$(BIN)/python benchmarks/side_by_side.py
+
+bench-quick: setup bench-setup
+	$(BIN)/python benchmarks/side_by_side.py --quick
 
 # The docs site, built strictly: a broken reference or a stale command output fails.
 docs: setup

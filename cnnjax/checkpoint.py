@@ -4,6 +4,10 @@ A run directory holds `config.json` (everything needed to rerun), `metrics.jsonl
 finished epoch) and `checkpoints/<step>/` (Orbax). Orbax writes each checkpoint into a temporary
 directory and renames it when complete, so a run killed at any moment resumes from the last
 whole checkpoint; files cnnjax writes itself are replaced atomically the same way.
+
+Multi-host runs share one run directory (a filesystem every process sees): every process takes
+part in each Orbax save and restore (Orbax coordinates them and writes replicated arrays once),
+while config.json and metrics.jsonl are written by process 0 alone.
 """
 
 from __future__ import annotations
@@ -64,12 +68,16 @@ def open_run(
     """Prepare `run_dir`; with `resume`, restore the latest checkpoint.
 
     Returns (manager, state, start_step, history). A directory that already holds a run is
-    never overwritten without `resume`.
+    never overwritten without `resume`. With several processes all of them look before process 0
+    writes anything, and all of them restore.
     """
+    from cnnjax import parallel
     from cnnjax.train import History
 
+    primary = parallel.is_primary()
     config_path = run_dir / CONFIG
     has_run = config_path.exists() or (run_dir / CHECKPOINTS).exists()
+    parallel.sync("cnnjax-open-run-looked")
     if has_run and not resume:
         raise RunDirError(
             f"{run_dir} already holds a run; pass --resume to continue it, or choose another --out"
@@ -86,12 +94,18 @@ def open_run(
             start_step = int(latest)
         done_epochs = start_step // steps_per_epoch
         history.records = [r for r in read_metrics(run_dir) if r["epoch"] <= done_epochs]
-        _write_metrics(run_dir, history.records)
+        if primary:
+            _write_metrics(run_dir, history.records)
     else:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        if primary:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        parallel.sync("cnnjax-open-run-made")
         manager = _manager(run_dir, keep)
-        _write_metrics(run_dir, [])
-    write_atomic(config_path, json.dumps(config, indent=2) + "\n")
+        if primary:
+            _write_metrics(run_dir, [])
+    if primary:
+        write_atomic(config_path, json.dumps(config, indent=2) + "\n")
+    parallel.sync("cnnjax-open-run-written")
     return manager, state, start_step, history
 
 
@@ -116,10 +130,22 @@ def save(manager: Any, step: int, state: Any) -> None:
 
 
 def restore(manager: Any, step: int, template: Any) -> Any:
-    """Restore checkpoint `step` into the structure (shapes, dtypes) of `template`."""
+    """Restore checkpoint `step` into the structure (shapes, dtypes, shardings) of `template`.
+
+    Leaves without a sharding (an `eval_shape` template) land on this process's first device,
+    whatever devices or processes wrote the checkpoint.
+    """
     import orbax.checkpoint as ocp
 
-    abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, template)
+    here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+
+    def target(leaf: Any) -> Any:
+        spec = ocp.utils.to_shape_dtype_struct(leaf)
+        if getattr(spec, "sharding", None) is None:
+            spec = jax.ShapeDtypeStruct(spec.shape, spec.dtype, sharding=here)
+        return spec
+
+    abstract = jax.tree_util.tree_map(target, template)
     return manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
 

@@ -7,8 +7,11 @@ from typing import Any
 
 
 def _run(args: argparse.Namespace) -> int:
+    from cnnjax import parallel
     from cnnjax.experiments import EXPERIMENTS, run_all, run_experiment
+    from cnnjax.train_cli import _devices, start_processes
 
+    start_processes(args)
     mode = "quick" if args.quick else "full" if args.full else "default"
     overrides = {
         "seeds": args.seeds,
@@ -16,6 +19,7 @@ def _run(args: argparse.Namespace) -> int:
         "train_limit": args.limit,
         "dataset": args.dataset,
         "data_dir": args.data_dir,
+        "devices": _devices(args.devices),
     }
     if args.name == "all":
         path = run_all(mode, args.out, **overrides)
@@ -27,12 +31,14 @@ def _run(args: argparse.Namespace) -> int:
         raise UserError(
             f"unknown experiment {args.name!r}; choose one of {', '.join(EXPERIMENTS)}, all"
         )
-    print(f"report: {path}")
+    if parallel.is_primary():
+        print(f"report: {path}")
     return 0
 
 
 def register(sub: Any) -> None:
     from cnnjax.experiments import EXPERIMENTS
+    from cnnjax.train_cli import add_parallel_args
 
     p = sub.add_parser(
         "experiment",
@@ -53,4 +59,5 @@ def register(sub: Any) -> None:
     p.add_argument("--dataset", help="dataset (override; default per experiment)")
     p.add_argument("--data-dir", help="TFDS data directory")
     p.add_argument("--out", help="run directory (default runs/NAME)")
+    add_parallel_args(p)
     p.set_defaults(func=_run)

@@ -34,6 +34,7 @@ from cnnjax.spec import (
 )
 
 POOL_IMPLS = ("auto", "reduce_window", "reshape")
+CONV_IMPLS = ("auto", "lax", "matmul_bias", "patches")
 
 _ACTIVATIONS = {
     "linear": lambda x: x,
@@ -61,6 +62,97 @@ def _resolve_pool_impl(impl: str) -> str:
     return impl
 
 
+def _resolve_conv_impl(impl: str) -> str:
+    if impl not in CONV_IMPLS:
+        raise ValueError(f"conv_impl must be one of {CONV_IMPLS}, got {impl!r}")
+    if impl == "auto":
+        # XLA:CPU reduces a [batch, h, w, c] gradient to the bias's [c] with a slow loop
+        # (6 of 15 ms of a 64-filter step, benchmarks/step_paths.py); as a matmul it is fast.
+        return "matmul_bias" if jax.default_backend() == "cpu" else "lax"
+    return impl
+
+
+@jax.custom_vjp
+def add_bias(y: jax.Array, bias: jax.Array) -> jax.Array:
+    """`y + bias` over the last axis, whose bias gradient is a matmul with ones, not a reduce."""
+    return _plus(y, bias)
+
+
+def _plus(y: jax.Array, bias: jax.Array) -> jax.Array:
+    return y + bias.reshape((1,) * (y.ndim - 1) + bias.shape)
+
+
+def _add_bias_fwd(y: jax.Array, bias: jax.Array) -> tuple[jax.Array, None]:
+    return _plus(y, bias), None
+
+
+def _add_bias_bwd(_: None, g: jax.Array) -> tuple[jax.Array, jax.Array]:
+    c = g.shape[-1]
+    ones = jnp.ones((1, g.size // c), g.dtype)
+    return g, (ones @ g.reshape(-1, c)).reshape(c)
+
+
+add_bias.defvjp(_add_bias_fwd, _add_bias_bwd)
+
+
+class SpecConv(nn.Module):
+    """A 2-D convolution with `nn.Conv`'s parameters (names, layout, initialisers).
+
+    `impl` picks how it is computed, all giving the same numbers up to float rounding:
+    "lax" is `lax.conv_general_dilated` plus a bias add (exactly what `nn.Conv` does);
+    "matmul_bias" the same with the bias gradient as a matmul (`add_bias`), faster on XLA:CPU;
+    "patches" shifted slices + one matmul (im2col), for comparison (not grouped convolutions).
+    """
+
+    features: int
+    kernel_size: tuple[int, int]
+    strides: tuple[int, int]
+    padding: tuple[tuple[int, int], tuple[int, int]]
+    kernel_dilation: tuple[int, int]
+    feature_group_count: int = 1
+    use_bias: bool = True
+    dtype: Any = jnp.float32
+    impl: str = "lax"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kh, kw = self.kernel_size
+        c, groups = x.shape[-1], self.feature_group_count
+        shape = (kh, kw, c // groups, self.features)
+        kernel = self.param("kernel", _KERNEL_INIT, shape, jnp.float32).astype(self.dtype)
+        x = x.astype(self.dtype)
+        if self.impl == "patches" and groups == 1:
+            y = self._patches(x, kernel)
+        else:
+            y = jax.lax.conv_general_dilated(
+                x,
+                kernel,
+                window_strides=self.strides,
+                padding=self.padding,
+                rhs_dilation=self.kernel_dilation,
+                dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                feature_group_count=groups,
+            )
+        if not self.use_bias:
+            return y
+        bias = self.param("bias", _BIAS_INIT, (self.features,), jnp.float32).astype(self.dtype)
+        return _plus(y, bias) if self.impl == "lax" else add_bias(y, bias)
+
+    def _patches(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
+        kh, kw, c, f = kernel.shape
+        (sh, sw), (dh, dw) = self.strides, self.kernel_dilation
+        x = jnp.pad(x, ((0, 0), *self.padding, (0, 0)))
+        oh = (x.shape[1] - (kh - 1) * dh - 1) // sh + 1
+        ow = (x.shape[2] - (kw - 1) * dw - 1) // sw + 1
+        cols = [
+            x[:, i * dh : i * dh + (oh - 1) * sh + 1 : sh, j * dw : j * dw + (ow - 1) * sw + 1 : sw]
+            for i in range(kh)
+            for j in range(kw)
+        ]
+        patches = jnp.concatenate(cols, axis=-1) if len(cols) > 1 else cols[0]
+        return patches @ kernel.reshape(kh * kw * c, f)
+
+
 def max_pool(x: jax.Array, layer: MaxPool, impl: str = "auto") -> jax.Array:
     """Max pooling with Keras semantics; non-overlapping VALID windows may use a reshape."""
     window, strides = layer.window, layer.strides
@@ -85,6 +177,7 @@ class SpecModel(nn.Module):
     spec: NetSpec
     dtype: Any = jnp.float32
     pool_impl: str = "auto"
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, logits: bool = True) -> jax.Array:
@@ -112,7 +205,7 @@ class SpecModel(nn.Module):
             pads = resolve_padding(layer.padding, x.shape[1:3], k, layer.strides)
             depthwise = isinstance(layer, DepthwiseConv)
             features = x.shape[-1] * layer.depth_multiplier if depthwise else layer.filters
-            return nn.Conv(
+            return SpecConv(
                 features=features,
                 kernel_size=layer.kernel,
                 strides=layer.strides,
@@ -121,8 +214,7 @@ class SpecModel(nn.Module):
                 feature_group_count=x.shape[-1] if depthwise else 1,
                 use_bias=layer.use_bias,
                 dtype=self.dtype,
-                kernel_init=_KERNEL_INIT,
-                bias_init=_BIAS_INIT,
+                impl=_resolve_conv_impl(self.conv_impl),
                 name=name,
             )(x)
         if isinstance(layer, MaxPool):
@@ -158,10 +250,13 @@ class SpecModel(nn.Module):
         raise TypeError(f"no Flax layer for {type(layer).__name__}")
 
 
-def build_model(spec: NetSpec, *, dtype: Any = jnp.float32, pool_impl: str = "auto") -> SpecModel:
+def build_model(
+    spec: NetSpec, *, dtype: Any = jnp.float32, pool_impl: str = "auto", conv_impl: str = "auto"
+) -> SpecModel:
     """The Flax Linen module for `spec`."""
     _resolve_pool_impl(pool_impl)
-    return SpecModel(spec=spec, dtype=dtype, pool_impl=pool_impl)
+    _resolve_conv_impl(conv_impl)
+    return SpecModel(spec=spec, dtype=dtype, pool_impl=pool_impl, conv_impl=conv_impl)
 
 
 def init_variables(model: SpecModel, key: jax.Array, batch_size: int = 1) -> dict[str, Any]:

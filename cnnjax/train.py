@@ -221,9 +221,18 @@ def _t975(dof: int) -> float:
 class Progress:
     """A Keras-like progress bar on a terminal; one plain line per epoch elsewhere (CI, logs)."""
 
-    def __init__(self, epochs: int, steps: int, enabled: bool | None = None, stream: Any = None):
+    def __init__(
+        self,
+        epochs: int,
+        steps: int,
+        enabled: bool | None = None,
+        stream: Any = None,
+        silent: bool = False,
+    ):
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty() if enabled is None else enabled
+        self.silent = silent  # processes other than 0 of a multi-host run print nothing
+        self.tty = self.tty and not silent
         self.epochs, self.steps = epochs, steps
         self.start = time.perf_counter()
 
@@ -247,6 +256,8 @@ class Progress:
         )
 
     def end_epoch(self, epoch: int, record: dict[str, Any]) -> None:
+        if self.silent:
+            return
         parts = [
             f"{k}: {_fmt_metric(record[k])}"
             for k in ("loss", "accuracy", "val_loss", "val_accuracy")
@@ -297,6 +308,256 @@ def _metrics_from_sums(sums: np.ndarray) -> tuple[Any, Any]:
     return [float(v) for v in loss], [float(v) for v in acc]
 
 
+# --------------------------------------------------------------------------- programs
+
+
+class _SingleDevice:
+    """The program on one device: the default device, no mesh (what a 1-device machine runs)."""
+
+    def __init__(
+        self,
+        model: SpecModel,
+        tx: optax.GradientTransformation,
+        step_fn: Callable[..., TrainState],
+        eval_fn: Callable[..., jax.Array],
+        cfg: FitConfig,
+        seeds: np.ndarray,
+        train: ArrayDataset,
+        validation: ArrayDataset | None,
+    ):
+        self.train_data = DeviceDataset.put(train)
+        self.val_data = DeviceDataset.put(validation) if validation is not None else None
+        self.eval_batch_size, self.k = cfg.eval_batch_size, len(seeds)
+        step_fn, eval_fn = _vmap_seeds(step_fn, eval_fn, self.k)
+
+        def run_batch(
+            state: TrainState, data: DeviceDataset, plan: jax.Array, b: jax.Array
+        ) -> TrainState:
+            idx = jax.lax.dynamic_index_in_dim(plan, b, axis=-2, keepdims=False)
+            images, labels = data.gather(idx)
+            return step_fn(state, images, labels)
+
+        self.run_batch_jit = jax.jit(run_batch, donate_argnums=0)
+        self.eval_jit = jax.jit(eval_fn)
+        init = jax.jit(lambda s: create_train_state(model, tx, s))
+        self.state = (
+            jax.vmap(lambda s: create_train_state(model, tx, s))(seeds)
+            if self.k > 1
+            else init(cfg.seed)
+        )
+
+    def put_plan(self, plan: np.ndarray) -> jax.Array:
+        return jnp.asarray(plan)
+
+    def run_batch(self, state: TrainState, plan: jax.Array, b: int) -> TrainState:
+        return self.run_batch_jit(state, self.train_data, plan, jnp.int32(b))
+
+    def eval_sums(self, state: TrainState) -> np.ndarray:
+        assert self.val_data is not None
+        return _eval_sums(self.eval_jit, state, self.val_data, self.eval_batch_size, self.k)
+
+    def reset_sums(self, state: TrainState) -> TrainState:
+        return state._replace(sums=jnp.zeros_like(state.sums))
+
+    # The state as fit holds it is the stacked TrainState itself.
+    stacked = unstacked = staticmethod(lambda state: state)
+    sums = staticmethod(lambda state: np.asarray(state.sums))
+    bad_steps = staticmethod(lambda state: np.asarray(state.bad_step))
+
+
+def _vmap_seeds(step_fn: Callable[..., Any], eval_fn: Callable[..., Any], k: int) -> tuple:
+    """The step and eval functions over a leading seed axis (k > 1), else unchanged."""
+    if k == 1:
+        return step_fn, eval_fn
+    return jax.vmap(step_fn, in_axes=(0, 0, 0)), jax.vmap(eval_fn, in_axes=(0, 0, None, None, None))
+
+
+class _SeedLoop(_SingleDevice):
+    """k seeds on one CPU device, one compiled step called once per seed per batch.
+
+    On XLA:CPU a vmapped step is slower than k separate ones (its convolutions become grouped
+    convolutions): 8 seeds of fashion_cnn train at ~2,700 images/s vmapped and at about the
+    one-seed rate, ~7,000, looped (`benchmarks/step_paths.py`). fit holds a tuple of per-seed
+    states; checkpoints and results see them stacked, exactly as the vmapped program's.
+    """
+
+    def __init__(
+        self,
+        model: SpecModel,
+        tx: optax.GradientTransformation,
+        step_fn: Callable[..., TrainState],
+        eval_fn: Callable[..., jax.Array],
+        cfg: FitConfig,
+        seeds: np.ndarray,
+        train: ArrayDataset,
+        validation: ArrayDataset | None,
+    ):
+        self.train_data = DeviceDataset.put(train)
+        self.val_data = DeviceDataset.put(validation) if validation is not None else None
+        self.eval_batch_size, self.k = cfg.eval_batch_size, len(seeds)
+
+        def run_batch(
+            state: TrainState, data: DeviceDataset, plan: jax.Array, b: jax.Array
+        ) -> TrainState:
+            images, labels = data.gather(plan[b])
+            return step_fn(state, images, labels)
+
+        self.run_batch_jit = jax.jit(run_batch, donate_argnums=0)
+        self.eval_jit = jax.jit(eval_fn)
+        init = jax.jit(lambda s: create_train_state(model, tx, s))
+        self.state = tuple(init(s) for s in seeds)
+
+    def put_plan(self, plan: np.ndarray) -> tuple[jax.Array, ...]:  # type: ignore[override]
+        return tuple(jnp.asarray(p) for p in plan)
+
+    def run_batch(self, state: Any, plan: Any, b: int) -> Any:
+        i = jnp.int32(b)
+        return tuple(
+            self.run_batch_jit(s, self.train_data, p, i) for s, p in zip(state, plan, strict=True)
+        )
+
+    def eval_sums(self, state: Any) -> np.ndarray:
+        assert self.val_data is not None
+        return np.stack(
+            [_eval_sums(self.eval_jit, s, self.val_data, self.eval_batch_size, 1) for s in state]
+        )
+
+    def reset_sums(self, state: Any) -> Any:
+        return tuple(s._replace(sums=jnp.zeros_like(s.sums)) for s in state)
+
+    @staticmethod
+    def stacked(state: Any) -> TrainState:
+        return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *state)
+
+    def unstacked(self, state: TrainState) -> tuple[TrainState, ...]:
+        return tuple(jax.tree_util.tree_map(lambda a, i=i: a[i], state) for i in range(self.k))
+
+    @staticmethod
+    def sums(state: Any) -> np.ndarray:
+        return np.stack([np.asarray(s.sums) for s in state])
+
+    @staticmethod
+    def bad_steps(state: Any) -> np.ndarray:
+        return np.stack([np.asarray(s.bad_step) for s in state])
+
+
+class _DataParallel:
+    """The program over a data-parallel mesh: each global batch split over the devices.
+
+    State and dataset are replicated; each step gathers the batch by a plan sharded on its batch
+    axis, so every device takes its rows and XLA all-reduces the gradient (and the batch-norm
+    statistics: they stay those of the whole global batch). With k seeds the seed axis is
+    replicated too: each device runs all k seeds on its part of the batch, the same work per
+    device as a seeds x data mesh would give, without tying k to the device count.
+    """
+
+    def __init__(
+        self,
+        layout: Any,
+        model: SpecModel,
+        tx: optax.GradientTransformation,
+        step_fn: Callable[..., TrainState],
+        eval_fn: Callable[..., jax.Array],
+        cfg: FitConfig,
+        seeds: np.ndarray,
+        train: ArrayDataset,
+        validation: ArrayDataset | None,
+    ):
+        self.layout, self.k = layout, len(seeds)
+        step_fn, eval_fn = _vmap_seeds(step_fn, eval_fn, self.k)
+        repl = layout.replicated
+        self.train_data = DeviceDataset.put(train, sharding=repl)
+        self.val_data = (
+            DeviceDataset.put(validation, sharding=repl) if validation is not None else None
+        )
+        # eval pads its last batch anyway: round its size up to split evenly over the devices
+        self.eval_batch_size = -(-cfg.eval_batch_size // layout.size) * layout.size
+        batch_axis = 1 if self.k > 1 else 0  # images [k, batch, ...] or [batch, ...]
+        rows = layout.sharded(batch_axis)
+        self.plan_axis = batch_axis + 1  # plans [k, steps, batch] or [steps, batch]
+
+        def run_batch(
+            state: TrainState, data: DeviceDataset, plan: jax.Array, b: jax.Array
+        ) -> TrainState:
+            idx = jax.lax.dynamic_index_in_dim(plan, b, axis=-2, keepdims=False)
+            images, labels = data.gather(idx)
+            images = jax.lax.with_sharding_constraint(images, rows)
+            labels = jax.lax.with_sharding_constraint(labels, rows)
+            return step_fn(state, images, labels)
+
+        self.run_batch_jit = jax.jit(
+            run_batch,
+            in_shardings=(repl, repl, layout.sharded(self.plan_axis), repl),
+            out_shardings=repl,
+            donate_argnums=0,
+        )
+
+        def eval_batch(
+            params: Any, batch_stats: Any, data: DeviceDataset, idx: jax.Array, mask: jax.Array
+        ) -> jax.Array:
+            images, labels = data.gather(idx)
+            images = jax.lax.with_sharding_constraint(images, layout.sharded(0))
+            return eval_fn(params, batch_stats, images, labels, mask)
+
+        shard0 = layout.sharded(0)
+        self.eval_jit = jax.jit(
+            eval_batch, in_shardings=(repl, repl, repl, shard0, shard0), out_shardings=repl
+        )
+        self.reset_jit = jax.jit(
+            lambda st: st._replace(sums=jnp.zeros_like(st.sums)),
+            in_shardings=(repl,),
+            out_shardings=repl,
+            donate_argnums=0,
+        )
+
+        def init(s: Any) -> TrainState:
+            return create_train_state(model, tx, s)
+
+        init_fn = jax.vmap(init) if self.k > 1 else init
+        self.state = jax.jit(init_fn, out_shardings=repl)(seeds if self.k > 1 else cfg.seed)
+
+    def put_plan(self, plan: np.ndarray) -> jax.Array:
+        """The global plan from this process's columns of it."""
+        return self.layout.global_array(plan, self.plan_axis)
+
+    def run_batch(self, state: TrainState, plan: jax.Array, b: int) -> TrainState:
+        state = self.run_batch_jit(state, self.train_data, plan, np.int32(b))
+        return jax.block_until_ready(state) if self.layout.on_cpu else state
+
+    def eval_sums(self, state: TrainState) -> np.ndarray:
+        assert self.val_data is not None
+        idx, mask = batch_indices(
+            len(self.val_data),
+            self.eval_batch_size,
+            seed=0,
+            epoch=0,
+            shuffle=False,
+            drop_remainder=False,
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
+        )
+        total = None
+        for b in range(idx.shape[0]):
+            sums = self.eval_jit(
+                state.params,
+                state.batch_stats,
+                self.val_data,
+                self.layout.global_array(idx[b], 0),
+                self.layout.global_array(mask[b], 0),
+            )
+            total = sums if total is None else total + sums
+            if self.layout.on_cpu:
+                jax.block_until_ready(total)
+        return np.asarray(total)
+
+    def reset_sums(self, state: TrainState) -> TrainState:
+        return self.reset_jit(state)
+
+    stacked = unstacked = staticmethod(lambda state: state)
+    sums = staticmethod(lambda state: np.asarray(state.sums))
+    bad_steps = staticmethod(lambda state: np.asarray(state.bad_step))
+
+
 # --------------------------------------------------------------------------- fit
 
 
@@ -336,7 +597,11 @@ class FitConfig:
     keep_checkpoints: int = 3
     eval_batch_size: int = 1000
     pool_impl: str = "auto"
+    conv_impl: str = "auto"  # cnnjax.models.CONV_IMPLS; auto: the fastest per backend
+    seed_mode: str = "auto"  # k seeds: "vmap" (one program), "loop" (a step per seed); auto:
+    # loop on a lone CPU device, where it is faster, vmap elsewhere
     dtype: str = "float32"
+    devices: int | None = None  # data parallel over N devices; None: automatic (cnnjax.parallel)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -359,8 +624,15 @@ def fit(
 
     With `run_dir`, writes config.json, metrics.jsonl and Orbax checkpoints there, and with
     `resume=True` continues from the latest checkpoint exactly as if never interrupted.
+
+    `config.devices` picks data parallelism (`cnnjax.parallel`): N splits each batch over N
+    devices, 1 keeps the single-device program, None (automatic) uses every GPU/TPU device of
+    every process, and one device in a lone CPU process. On one device a run is bit-identical
+    run to run; across device counts it agrees within float rounding (the batch sums are reduced
+    in another order), not bit for bit.
     """
     from cnnjax import checkpoint as ckpt
+    from cnnjax import parallel
 
     cfg = config or FitConfig()
     if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.seeds < 1:
@@ -380,34 +652,36 @@ def fit(
         raise TrainingError(
             f"batch size {cfg.batch_size} exceeds the {len(train)} training examples"
         )
+    try:
+        layout = parallel.data_parallel(cfg.devices)
+        if layout is not None:
+            layout.check_batch(cfg.batch_size)
+    except parallel.ParallelError as err:
+        raise TrainingError(str(err)) from None
 
     dtype = jnp.bfloat16 if cfg.dtype == "bfloat16" else jnp.float32
-    model = build_model(spec, dtype=dtype, pool_impl=cfg.pool_impl)
+    model = build_model(spec, dtype=dtype, pool_impl=cfg.pool_impl, conv_impl=cfg.conv_impl)
     tx = optimizer or make_optimizer(cfg.optimizer, cfg.learning_rate)
     k = cfg.seeds
     step_fn = make_train_step(model, tx)
     eval_fn = make_eval_step(model)
-    if k > 1:
-        step_fn = jax.vmap(step_fn, in_axes=(0, 0, 0))
-        eval_fn = jax.vmap(eval_fn, in_axes=(0, 0, None, None, None))
+    if cfg.seed_mode not in ("auto", "vmap", "loop"):
+        raise TrainingError(f"seed_mode must be auto, vmap or loop, got {cfg.seed_mode!r}")
+    loop = k > 1 and (
+        cfg.seed_mode == "loop" or (cfg.seed_mode == "auto" and jax.default_backend() == "cpu")
+    )
 
-    train_data = DeviceDataset.put(train)
-    val_data = DeviceDataset.put(validation) if validation is not None else None
     steps_per_epoch = num_batches(len(train), cfg.batch_size)
-
-    def run_batch(
-        state: TrainState, data: DeviceDataset, plan: jax.Array, b: jax.Array
-    ) -> TrainState:
-        idx = jax.lax.dynamic_index_in_dim(plan, b, axis=-2, keepdims=False)
-        images, labels = data.gather(idx)
-        return step_fn(state, images, labels)
-
-    run_batch_jit = jax.jit(run_batch, donate_argnums=0)
-    eval_jit = jax.jit(eval_fn)
     seeds = np.arange(cfg.seed, cfg.seed + k, dtype=np.uint32)
-    init = jax.jit(lambda s: create_train_state(model, tx, s))
-    state = jax.vmap(lambda s: create_train_state(model, tx, s))(seeds) if k > 1 else init(cfg.seed)
-
+    if layout is None:
+        program = _SeedLoop if loop else _SingleDevice
+        prog: _SingleDevice | _DataParallel = program(
+            model, tx, step_fn, eval_fn, cfg, seeds, train, validation
+        )
+    else:
+        prog = _DataParallel(layout, model, tx, step_fn, eval_fn, cfg, seeds, train, validation)
+    state = prog.state
+    primary = parallel.is_primary()
     history = History()
     manager = None
     run_path = Path(run_dir) if run_dir is not None else None
@@ -419,34 +693,41 @@ def fit(
             "train_examples": len(train),
             "validation_examples": len(validation) if validation is not None else 0,
             **(extra_config or {}),
+            "parallel": parallel.describe(layout),
             "versions": _versions(),
         }
         manager, state, start_step, history = ckpt.open_run(
             run_path,
             full_config,
-            state,
+            prog.stacked(state),
             resume=resume,
             keep=cfg.keep_checkpoints,
             steps_per_epoch=steps_per_epoch,
         )
+        state = prog.unstacked(state)
 
-    bar = Progress(cfg.epochs, steps_per_epoch, progress, stream=log)
+    bar = Progress(cfg.epochs, steps_per_epoch, progress, stream=log, silent=not primary)
+    shard = {"process_index": jax.process_index(), "process_count": jax.process_count()}
     step = start_step
     try:
         for epoch in range(step // steps_per_epoch, cfg.epochs):
             plans = np.stack(
-                [batch_indices(len(train), cfg.batch_size, seed=int(s), epoch=epoch) for s in seeds]
-            )  # [k, steps, batch]
-            plan = jnp.asarray(plans if k > 1 else plans[0])
+                [
+                    batch_indices(len(train), cfg.batch_size, seed=int(s), epoch=epoch, **shard)
+                    for s in seeds
+                ]
+            )  # [k, steps, batch / processes]: this process's part of each global batch
+            plan = prog.put_plan(plans if k > 1 else plans[0])
             bar.begin_epoch(epoch)
             t0 = time.perf_counter()
             first = step % steps_per_epoch
             for b in range(first, steps_per_epoch):
-                state = run_batch_jit(state, train_data, plan, jnp.int32(b))
+                state = prog.run_batch(state, plan, b)
                 step += 1
                 if bar.tty and (b + 1) % 50 == 0:
-                    _check_finite(state, manager)
-                    loss, acc = _metrics_from_sums(np.asarray(state.sums))
+                    if jax.process_count() == 1:  # a lone raise would strand the others
+                        _check_finite(prog.bad_steps(state), manager)
+                    loss, acc = _metrics_from_sums(prog.sums(state))
                     bar.update(b + 1, float(np.mean(loss)), float(np.mean(acc)))
                 if (
                     manager is not None
@@ -454,34 +735,40 @@ def fit(
                     and step % cfg.checkpoint_every == 0
                     and b + 1 < steps_per_epoch
                 ):
-                    _check_finite(state, manager)
-                    ckpt.save(manager, step, state)
-            _check_finite(state, manager)
+                    _check_finite(prog.bad_steps(state), manager)
+                    ckpt.save(manager, step, prog.stacked(state))
+            _check_finite(prog.bad_steps(state), manager)
             seconds = time.perf_counter() - t0
-            loss, acc = _metrics_from_sums(np.asarray(state.sums))
+            loss, acc = _metrics_from_sums(prog.sums(state))
             record: dict[str, Any] = {"epoch": epoch + 1, "loss": loss, "accuracy": acc}
-            if val_data is not None:
-                val_loss, val_acc = _metrics_from_sums(
-                    _eval_sums(eval_jit, state, val_data, cfg.eval_batch_size, k)
-                )
+            if prog.val_data is not None:
+                val_loss, val_acc = _metrics_from_sums(prog.eval_sums(state))
                 record.update(val_loss=val_loss, val_accuracy=val_acc)
             record["seconds"] = seconds
             record["images_per_second"] = (steps_per_epoch - first) * cfg.batch_size * k / seconds
             history.records.append(record)
             bar.end_epoch(epoch, record)
-            state = state._replace(sums=jnp.zeros_like(state.sums))
+            state = prog.reset_sums(state)
             if manager is not None:
-                ckpt.append_metrics(run_path, record)
-                ckpt.save(manager, step, state)
+                if primary:
+                    ckpt.append_metrics(run_path, record)
+                ckpt.save(manager, step, prog.stacked(state))
     finally:
         if manager is not None:
             manager.wait_until_finished()
             manager.close()
+    state = prog.stacked(state)
+    if layout is not None:
+        # The replicated state as this process's own copy, so the caller can apply the model
+        # to local arrays (inspection, probes) in every process of a multi-host run.
+        state = jax.tree_util.tree_map(
+            lambda a: a.addressable_data(0) if isinstance(a, jax.Array) else a, state
+        )
     return FitResult(history, state, spec, k, run_path)
 
 
-def _check_finite(state: TrainState, manager: Any) -> None:
-    bad = np.asarray(state.bad_step)
+def _check_finite(bad_steps: np.ndarray, manager: Any) -> None:
+    bad = np.asarray(bad_steps)
     if (bad >= 0).any():
         first = int(bad[bad >= 0].min())
         latest = manager.latest_step() if manager is not None else None

@@ -38,11 +38,78 @@ def load_datasets(
     return train, test
 
 
-def _fit_from_args(args: argparse.Namespace) -> int:
-    from cnnjax import data
-    from cnnjax.spec import load_spec, parse_shape
-    from cnnjax.train import FitConfig, fit, mean_std_ci
+def start_processes(args: argparse.Namespace) -> None:
+    """Join a multi-process run when asked (flags, or a Cloud TPU pod's environment).
 
+    Must run before anything touches a JAX device; one process with no flags does nothing.
+    """
+    from cnnjax import parallel
+    from cnnjax.train import TrainingError
+
+    explicit = any(v is not None for v in (args.coordinator, args.num_processes, args.process_id))
+    if not (explicit or args.distributed or parallel.cloud_tpu_pod_env()):
+        return
+    try:
+        parallel.initialize(args.coordinator, args.num_processes, args.process_id)
+    except parallel.ParallelError as err:
+        raise TrainingError(str(err)) from None
+
+
+def _devices_arg(value: str) -> str | int:
+    """argparse type of --devices: 'all' or a positive count."""
+    if value == "all":
+        return value
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number or 'all', got {value!r}")
+    return int(value)
+
+
+def _devices(value: str | int | None) -> int | None:
+    """FitConfig.devices from --devices: None (automatic), 'all' (every device), or a count."""
+    if value == "all":
+        import jax
+
+        return jax.device_count()
+    return None if value is None else int(value)
+
+
+def add_parallel_args(p: argparse.ArgumentParser) -> None:
+    """The "devices and processes" options of `cnnjax train` and `cnnjax experiment`."""
+    g = p.add_argument_group(
+        "devices and processes",
+        "data parallelism over several devices and hosts (docs/tpu.md)",
+    )
+    g.add_argument(
+        "--devices",
+        type=_devices_arg,
+        metavar="N|all",
+        help="split each batch over N devices (1: one device); default: every GPU/TPU device "
+        "of every process, one device on a CPU",
+    )
+    g.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address")
+    g.add_argument("--num-processes", type=int, help="processes in the run (with --coordinator)")
+    g.add_argument("--process-id", type=int, help="this process, 0..N-1 (with --coordinator)")
+    g.add_argument(
+        "--distributed",
+        action="store_true",
+        help="join a multi-process run described by the environment (Cloud TPU pod slice, "
+        "Slurm, Open MPI): jax.distributed.initialize() with no arguments",
+    )
+
+
+def _fit_from_args(args: argparse.Namespace) -> int:
+    import jax
+
+    from cnnjax import data, parallel
+    from cnnjax.spec import load_spec, parse_shape
+    from cnnjax.train import FitConfig, TrainingError, fit, mean_std_ci
+
+    start_processes(args)
+    primary = parallel.is_primary()
+    if not args.out and jax.process_count() > 1:
+        raise TrainingError(
+            "with several processes pass --out: one run directory that every process sees"
+        )
     spec = load_spec(args.model, parse_shape(args.input) if args.input else None)
     classes = [int(c) for c in args.classes.split(",")] if args.classes else None
     train, test = load_datasets(
@@ -75,6 +142,9 @@ def _fit_from_args(args: argparse.Namespace) -> int:
         keep_checkpoints=args.keep,
         dtype=args.dtype,
         pool_impl=args.pool_impl,
+        conv_impl=args.conv_impl,
+        seed_mode=args.seed_mode,
+        devices=_devices(args.devices),
     )
     out = Path(args.out) if args.out else _default_out(spec.name or "model", args.dataset)
     extra = {
@@ -85,7 +155,8 @@ def _fit_from_args(args: argparse.Namespace) -> int:
         "validation": args.validation,
         "command": "cnnjax " + " ".join(sys.argv[1:]),
     }
-    print(f"run directory: {out}", file=sys.stderr)
+    if primary:
+        print(f"run directory: {out}", file=sys.stderr)
     result = fit(
         spec,
         train,
@@ -108,11 +179,13 @@ def _fit_from_args(args: argparse.Namespace) -> int:
         line = f"{args.validation} accuracy: {summary['mean']:.4f}"
         if args.seeds > 1:
             line += f" ± {summary['std']:.4f} (95% CI ± {summary['ci95']:.4f}, {args.seeds} seeds)"
-        print(line)
+        if primary:
+            print(line)
     from cnnjax.checkpoint import write_atomic
 
-    write_atomic(out / "results.json", json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out}")
+    if primary:
+        write_atomic(out / "results.json", json.dumps(results, indent=2) + "\n")
+        print(f"wrote {out}")
     return 0
 
 
@@ -158,7 +231,13 @@ def register(sub: Any) -> None:
     p.add_argument("--optimizer", default="adam", help="adam, adamw, sgd, momentum, rmsprop")
     p.add_argument("--lr", type=float, default=1e-3, help="learning rate")
     p.add_argument("--seed", type=int, default=0, help="first seed (seeds are seed..seed+k-1)")
-    p.add_argument("--seeds", type=int, default=1, help="train k seeds at once (vmap)")
+    p.add_argument("--seeds", type=int, default=1, help="train k independent seeds")
+    p.add_argument(
+        "--seed-mode",
+        choices=("auto", "vmap", "loop"),
+        default="auto",
+        help="k seeds in one vmapped program or a step per seed (auto: loop on one CPU device)",
+    )
     p.add_argument("--out", help="run directory (default runs/MODEL-DATASET-TIME)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--checkpoint-every", type=int, default=0, help="also save every N steps")
@@ -175,6 +254,13 @@ def register(sub: Any) -> None:
     p.add_argument("--data-dir", help="TFDS data directory")
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     p.add_argument("--pool-impl", choices=("auto", "reduce_window", "reshape"), default="auto")
+    p.add_argument(
+        "--conv-impl",
+        choices=("auto", "lax", "matmul_bias", "patches"),  # cnnjax.models.CONV_IMPLS
+        default="auto",
+        help="convolution path (auto: bias gradient as a matmul on CPU, lax elsewhere)",
+    )
+    add_parallel_args(p)
     p.set_defaults(func=_fit_from_args)
 
     p = sub.add_parser("evaluate", help="evaluate a trained run directory on a dataset split")

@@ -61,11 +61,13 @@ def test_same_seed_gives_bit_identical_parameters_and_metrics():
     assert not np.array_equal(leaves(a.state.params)[0], leaves(c.state.params)[0])
 
 
-def test_vmapped_seeds_equal_separate_runs():
+@pytest.mark.parametrize("mode", ["vmap", "loop"])
+def test_k_seeds_together_equal_separate_runs(mode):
+    """k seeds in one fit (vmapped in one program, or looped: the CPU default) end where k
+    separate runs end."""
     train, test = synthetic(), synthetic(96, seed=1)
-    together = fit(
-        SPEC, train, validation=test, config=FitConfig(epochs=1, batch_size=32, seed=5, seeds=3)
-    )
+    config = FitConfig(epochs=1, batch_size=32, seed=5, seeds=3, seed_mode=mode)
+    together = fit(SPEC, train, validation=test, config=config)
     record = together.history.records[0]
     assert len(record["val_accuracy"]) == 3
     for i in range(3):

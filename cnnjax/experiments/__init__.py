@@ -40,21 +40,31 @@ def run_experiment(
 
 def run_all(mode: str = "default", out: str | Path | None = None, **overrides: Any) -> Path:
     """Run the five experiments and write an index report linking them."""
+    root = Path(out) if out else Path("runs") / "all"
+    from cnnjax import parallel
+
+    for name in EXPERIMENTS:
+        run_experiment(name, mode, root / name, **overrides)
+    return write_index(root) if parallel.is_primary() else root / "index.md"
+
+
+def write_index(root: str | Path) -> Path:
+    """Write `root/index.md`: each experiment's question and answer, linked to its report.
+
+    Separate from `run_all` so that experiments run one at a time can be indexed afterwards.
+    """
     from cnnjax.checkpoint import write_atomic
 
-    root = Path(out) if out else Path("runs") / "all"
+    root = Path(root)
     lines = ["# cnnjax: the five seed questions, answered by measurement", ""]
     for name in EXPERIMENTS:
-        report = run_experiment(name, mode, root / name, **overrides)
-        module = get(name)
-        answer = (
-            (report.parent / "report.md")
-            .read_text()
-            .split("## Answer", 1)[-1]
-            .strip()
-            .split("\n\n")[0]
-        )
-        lines += [f"## [{name}]({name}/report.md): {module.QUESTION}", "", answer, ""]
+        path = root / name / "report.md"
+        if not path.exists():
+            raise FileNotFoundError(
+                f"{path} is missing: run `cnnjax experiment {name} --out {root / name}`"
+            )
+        answer = path.read_text().split("## Answer", 1)[-1].strip().split("\n\n")[0]
+        lines += [f"## [{name}]({name}/report.md): {get(name).QUESTION}", "", answer, ""]
     write_atomic(root / "index.md", "\n".join(lines) + "\n")
     return root / "index.md"
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
 from cnnjax.analysis import NetReport, analyze
@@ -38,6 +40,7 @@ class Settings:
     seed: int = 0
     dataset: str = "fashion_mnist"
     data_dir: str | None = None
+    devices: int | None = None  # data parallel (FitConfig.devices); None: automatic
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,6 +106,7 @@ def train_variant(
         batch_size=settings.batch_size,
         seed=settings.seed,
         seeds=settings.seeds,
+        devices=settings.devices,
     )
     log(
         f"[{name}] {analyze(spec).total_params:,} params, {settings.seeds} seeds x {settings.epochs} epochs"
@@ -193,6 +197,12 @@ class Run:
     started: float = field(default_factory=time.perf_counter)
 
     def __post_init__(self) -> None:
+        from cnnjax import parallel
+
+        if not parallel.is_primary():
+            # Every process of a multi-host run computes the same report; only process 0's
+            # lands in `out`, the others write into a scratch directory of their own.
+            self.out = Path(tempfile.mkdtemp(prefix=f"cnnjax-{self.name}-p{jax.process_index()}-"))
         self.out.mkdir(parents=True, exist_ok=True)
         self.figures.mkdir(exist_ok=True)
 

@@ -22,7 +22,7 @@ NAME = "kernel_vs_filters"
 QUESTION = "A 3x3 kernel with 64 filters or a 7x7 kernel with 32 filters?"
 MODES = {
     "quick": {"epochs": 1, "seeds": 2, "train_limit": 512, "test_limit": 256},
-    "default": {"epochs": 3, "seeds": 3, "train_limit": 10_000, "test_limit": 5_000},
+    "default": {"epochs": 3, "seeds": 3, "train_limit": 15_000, "test_limit": None},
     "full": {"epochs": 10, "seeds": 5, "train_limit": None, "test_limit": None},
 }
 

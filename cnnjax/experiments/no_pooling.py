@@ -23,7 +23,7 @@ NAME = "no_pooling"
 QUESTION = "What goes wrong without pooling (a tiny receptive field, an exploding Dense layer)?"
 MODES = {
     "quick": {"epochs": 1, "seeds": 2, "train_limit": 512, "test_limit": 256},
-    "default": {"epochs": 3, "seeds": 3, "train_limit": 10_000, "test_limit": 5_000},
+    "default": {"epochs": 3, "seeds": 3, "train_limit": 6_000, "test_limit": 5_000},
     "full": {"epochs": 10, "seeds": 5, "train_limit": None, "test_limit": None},
 }
 VARIANTS = ("chollet_mnist", "chollet_nopool", "chollet_strided", "chollet_gap")

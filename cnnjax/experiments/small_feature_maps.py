@@ -15,7 +15,7 @@ NAME = "small_feature_maps"
 QUESTION = "How can a final 3x3x64 feature map classify MNIST at 99%?"
 MODES = {
     "quick": {"epochs": 1, "seeds": 2, "train_limit": 512, "test_limit": 256},
-    "default": {"epochs": 3, "seeds": 3, "train_limit": 20_000, "test_limit": None},
+    "default": {"epochs": 3, "seeds": 3, "train_limit": None, "test_limit": None},
     "full": {"epochs": 5, "seeds": 5, "train_limit": None, "test_limit": None, "dataset": "mnist"},
 }
 

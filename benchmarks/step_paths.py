@@ -1,0 +1,165 @@
+"""Which training-step path is fastest on this machine: one measurement per setting, each in a
+fresh process (XLA flags are read once per process).
+
+    python benchmarks/step_paths.py                       # the default grid, markdown table
+    python benchmarks/step_paths.py --one conv=patches,pool=reshape,batch=32,filters=64
+
+A setting is conv (auto | lax | matmul_bias | patches), pool (reshape | reduce_window), batch, filters (the seed 000
+network with 32 or 64 filters per conv), steps (train steps per dispatch, unrolled in one jit),
+seeds (vmapped), and xla (extra XLA flags, `;`-separated). The step is cnnjax's own
+`make_train_step` gathering its batch by index from a device-resident dataset, as `fit` does;
+the figure is the median images/s (x seeds) of several timed windows after a warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+DEFAULTS = {
+    "conv": "auto",
+    "pool": "reshape",
+    "batch": 32,
+    "filters": 32,
+    "steps": 1,
+    "seeds": 1,
+    "seedmode": "vmap",
+    "xla": "",
+}
+
+
+def parse(text: str) -> dict[str, object]:
+    setting = dict(DEFAULTS)
+    for part in filter(None, re.split(r",(?=\w+=)", text)):
+        key, value = part.split("=", 1)
+        if key not in DEFAULTS:
+            raise SystemExit(f"unknown key {key!r}; keys: {', '.join(DEFAULTS)}")
+        setting[key] = type(DEFAULTS[key])(value)
+    return setting
+
+
+def measure(setting: dict[str, object], seconds: float) -> dict[str, object]:
+    """Run in this process (flags already set): images/s of the setting."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from cnnjax.data import ArrayDataset, DeviceDataset, batch_indices
+    from cnnjax.models import build_model
+    from cnnjax.spec import from_text
+    from cnnjax.train import create_train_state, make_optimizer, make_train_step
+
+    f, batch, k, seeds = (int(setting[x]) for x in ("filters", "batch", "steps", "seeds"))
+    spec = from_text(f"in28x28x1-conv{f}x3-pool2-conv{f}x3-pool2-flatten-dense128-dense10")
+    model = build_model(spec, pool_impl=str(setting["pool"]), conv_impl=str(setting["conv"]))
+    tx = make_optimizer()
+    step = make_train_step(model, tx)
+    rng = np.random.default_rng(0)
+    n = 8192
+    data = DeviceDataset.put(
+        ArrayDataset(
+            rng.random((n, 28, 28, 1), np.float32),
+            rng.integers(0, 10, n).astype(np.int32),
+            10,
+            tuple(map(str, range(10))),
+            "noise",
+        )
+    )
+    plans = np.stack([batch_indices(n, batch, seed=s, epoch=0) for s in range(seeds)])
+    plan = jnp.asarray(plans if seeds > 1 else plans[0])
+    if seeds > 1 and setting["seedmode"] == "unroll":
+        one = step
+
+        def step(states, images, labels):  # k independent steps in one program, no vmap
+            return [one(st, images[i], labels[i]) for i, st in enumerate(states)]
+
+        state = [create_train_state(model, tx, s) for s in range(seeds)]
+    elif seeds > 1:
+        step = jax.vmap(step)
+        state = jax.vmap(lambda s: create_train_state(model, tx, s))(jnp.arange(seeds))
+    else:
+        state = create_train_state(model, tx, 0)
+
+    def run(state, data, plan, b):
+        for i in range(k):  # k steps unrolled in one program: one dispatch per k steps
+            idx = jax.lax.dynamic_index_in_dim(plan, b * k + i, axis=-2, keepdims=False)
+            images, labels = data.gather(idx)
+            state = step(state, images, labels)
+        return state
+
+    run = jax.jit(run, donate_argnums=0)
+    windows = plans.shape[1] // k
+    state = jax.block_until_ready(run(state, data, plan, 0))  # compile
+    rates, b, deadline = [], 1, time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(rates) < 3:
+        t0 = time.perf_counter()
+        for _ in range(max(1, 64 // k)):
+            state = run(state, data, plan, b % windows)
+            b += 1
+        jax.block_until_ready(state)
+        rates.append(max(1, 64 // k) * k * batch * seeds / (time.perf_counter() - t0))
+    return {**setting, "images_per_s": float(np.median(rates)), "jax": jax.__version__}
+
+
+def run_one(setting: dict[str, object], seconds: float) -> dict[str, object]:
+    """Measure `setting` in a fresh process."""
+    env = dict(os.environ)
+    if setting["xla"]:
+        env["XLA_FLAGS"] = (
+            env.get("XLA_FLAGS", "") + " " + " ".join(str(setting["xla"]).split(";"))
+        ).strip()
+    text = ",".join(f"{k}={v}" for k, v in setting.items() if k != "xla")
+    cmd = [sys.executable, __file__, "--worker", text, "--seconds", str(seconds)]
+    if setting["xla"]:
+        cmd += [f"--xla={setting['xla']}"]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if out.returncode:
+        return {**setting, "images_per_s": None, "error": out.stderr.strip().splitlines()[-1:]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+YNN = "--xla_cpu_experimental_ynn_fusion_type="
+GRID = [
+    "",
+    "conv=lax",
+    "pool=reduce_window",
+    "conv=patches",
+    f"xla={YNN}individual_convolution",
+    "steps=4",
+    "batch=64",
+    "filters=64",
+    "filters=64,conv=lax",
+    "filters=64,conv=patches",
+    "seeds=8",
+    "seeds=8,conv=lax",
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--one", help="one setting, e.g. conv=patches,batch=64")
+    parser.add_argument("--grid", nargs="*", help="settings to compare (default: a built-in grid)")
+    parser.add_argument("--seconds", type=float, default=6.0, help="timed seconds per setting")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--xla", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker is not None:
+        setting = parse(args.worker)
+        setting["xla"] = args.xla
+        print(json.dumps(measure(setting, args.seconds)))
+        return
+    texts = [args.one] if args.one else (args.grid if args.grid else GRID)
+    print("| setting | images/s |\n|---|---:|", flush=True)
+    for text in texts:
+        r = run_one(parse(text), args.seconds)
+        rate = f"{r['images_per_s']:,.0f}" if r["images_per_s"] else f"failed: {r.get('error')}"
+        print(f"| {text or 'default'} | {rate} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
