@@ -325,9 +325,7 @@ class _SingleDevice:
         train: ArrayDataset,
         validation: ArrayDataset | None,
     ):
-        self.train_data = DeviceDataset.put(train)
-        self.val_data = DeviceDataset.put(validation) if validation is not None else None
-        self.eval_batch_size, self.k = cfg.eval_batch_size, len(seeds)
+        self._put_data(cfg, seeds, train, validation)
         step_fn, eval_fn = _vmap_seeds(step_fn, eval_fn, self.k)
 
         def run_batch(
@@ -345,6 +343,18 @@ class _SingleDevice:
             if self.k > 1
             else init(cfg.seed)
         )
+
+    def _put_data(
+        self,
+        cfg: FitConfig,
+        seeds: np.ndarray,
+        train: ArrayDataset,
+        validation: ArrayDataset | None,
+    ) -> None:
+        """Put the datasets on the default device once; batches are gathered there by index."""
+        self.train_data = DeviceDataset.put(train)
+        self.val_data = DeviceDataset.put(validation) if validation is not None else None
+        self.eval_batch_size, self.k = cfg.eval_batch_size, len(seeds)
 
     def put_plan(self, plan: np.ndarray) -> jax.Array:
         return jnp.asarray(plan)
@@ -376,8 +386,8 @@ class _SeedLoop(_SingleDevice):
     """k seeds on one CPU device, one compiled step called once per seed per batch.
 
     On XLA:CPU a vmapped step is slower than k separate ones (its convolutions become grouped
-    convolutions): 8 seeds of fashion_cnn train at ~2,700 images/s vmapped and at about the
-    one-seed rate, ~7,000, looped (`benchmarks/step_paths.py`). fit holds a tuple of per-seed
+    convolutions): 8 seeds of fashion_cnn train at 1,935 images/s in all vmapped and at about
+    the one-seed rate, 6,488, looped (`benchmarks/step_paths.py`, a 2-core AMD EPYC). fit holds a tuple of per-seed
     states; checkpoints and results see them stacked, exactly as the vmapped program's.
     """
 
@@ -392,9 +402,7 @@ class _SeedLoop(_SingleDevice):
         train: ArrayDataset,
         validation: ArrayDataset | None,
     ):
-        self.train_data = DeviceDataset.put(train)
-        self.val_data = DeviceDataset.put(validation) if validation is not None else None
-        self.eval_batch_size, self.k = cfg.eval_batch_size, len(seeds)
+        self._put_data(cfg, seeds, train, validation)
 
         def run_batch(
             state: TrainState, data: DeviceDataset, plan: jax.Array, b: jax.Array
