@@ -299,6 +299,7 @@ def test_two_processes_resume_a_run(tmp_path: Path):
     )
 
 
+@pytest.mark.slow  # 85-100 s on 2 cores: make test-slow
 @pytest.mark.realdata
 @pytest.mark.skipif(
     not Path("/usr/share/datasets/fashion-mnist").is_dir(),
