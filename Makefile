@@ -36,7 +36,7 @@ test: setup lint
 	$(MAKE) --no-print-directory docs
 
 test-slow: setup
-	$(BIN)/python -m pytest -q -m slow
+	HYPOTHESIS_PROFILE=thorough $(BIN)/python -m pytest -q -m slow
 
 # cnnjax beside PyTorch, Keras 3 on TensorFlow and Keras 3 on JAX (benchmarks/side_by_side.py):
 # full Fashion-MNIST, both models, 5 epochs; the table lands in benchmarks/results/.
@@ -62,6 +62,7 @@ docs-serve: setup
 lint: setup
 	$(BIN)/ruff check cnnjax tests experiments benchmarks
 	$(BIN)/ruff format --check cnnjax tests experiments benchmarks
+	$(BIN)/mypy
 
 format: setup
 	$(BIN)/ruff format cnnjax tests experiments benchmarks

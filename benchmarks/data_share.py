@@ -12,13 +12,15 @@ import time
 import jax
 import jax.numpy as jnp
 
+import cnnjax
 from cnnjax.data import DeviceDataset, batch_indices, load
+from cnnjax.loading import load_spec
 from cnnjax.models import build_model
-from cnnjax.spec import load_spec
 from cnnjax.train import create_train_state, make_optimizer, make_train_step
 
 
 def main() -> None:
+    cnnjax.configure_xla()  # before the first device use: cnnjax's XLA:CPU flags
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="fashion_cnn")
     parser.add_argument("--steps", type=int, default=600)

@@ -1,8 +1,16 @@
 """cnnjax beside PyTorch, Keras 3 on TensorFlow and Keras 3 on JAX: CPU training, same data.
 
-    python benchmarks/side_by_side.py            # full Fashion-MNIST, both models, 5 epochs
-    python benchmarks/side_by_side.py --quick    # smoke test: 2,048 / 1,024 images, 2 epochs
+    python benchmarks/side_by_side.py            # full Fashion-MNIST, every network, 5 epochs
+    python benchmarks/side_by_side.py --quick    # smoke test: 2,048 / 1,024 images, 2 epochs,
+                                                 # the two seed 000 rows unless --models says
+    python benchmarks/side_by_side.py --models pool224,nopool224,resnet_small
     make bench                                   # installs the peers first (make bench-setup)
+
+The rows are every network family the experiments train (MODELS): seed 000 and its 64-filter
+variant, chollet_mnist, fashion_cnn_nopool and resnet_small on Fashion-MNIST (28x28x1), and
+pool224 / nopool224 on random 224x224x3 two-class images (640 / 160 by default, 64 / 32 with
+--quick; --train-limit and --test-limit apply to Fashion-MNIST only). The peers build each
+network from a framework-neutral layer list.
 
 The driver loads Fashion-MNIST once through cnnjax and writes it to a temporary .npz (uint8
 images, int32 labels); every framework then trains in its own subprocess
@@ -69,34 +77,142 @@ SHORT_VERSION = {
 }
 
 
+# The networks as a framework-neutral layer list that the peers' builders read:
+#   ("conv", filters, kernel, stride, symmetric padding, bias, activation)
+#   ("pool", window) max pooling, window = stride, VALID; ("bn",) batch norm (eps 1e-5,
+#   momentum 0.99 in Keras's sense); ("relu",); ("flatten",); ("gap",) global average pooling;
+#   ("dense", units, activation), the last one giving logits;
+#   ("block", filters, stride, project): a ResNet basic block (two 3x3 conv-bn, a 1x1 conv-bn
+#   shortcut when project, add, relu), as cnnjax.zoo._basic_block.
+Layer = tuple[Any, ...]
+
+
+def _plain(filters: int) -> tuple[Layer, ...]:
+    return (
+        ("conv", filters, 3, 1, 0, True, "relu"),
+        ("pool", 2),
+        ("conv", filters, 3, 1, 0, True, "relu"),
+        ("pool", 2),
+        ("flatten",),
+        ("dense", 128, "relu"),
+        ("dense", 10, "linear"),
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class Model:
-    filters: int  # both convolutions
-    spec: str  # what cnnjax.spec.load_spec accepts
-    params: int
+    layers: tuple[Layer, ...]  # what the peers build
+    spec: str  # what cnnjax.loading.load_spec accepts
+    params: int  # trainable parameters (batch norm's running statistics are not counted)
     description: str
+    data: str = "fashion"  # a key of DATASETS
+
+    @property
+    def filters(self) -> int:
+        """The first convolution's filters."""
+        return next(layer[1] for layer in self.layers if layer[0] == "conv")
 
 
 MODELS = {
     "fashion_cnn": Model(
-        32,
+        _plain(32),
         "fashion_cnn",
         113_386,
         "Conv(32,3x3,relu)-MaxPool2-Conv(32,3x3,relu)-MaxPool2-Flatten-Dense(128,relu)-Dense(10)",
     ),
     "fashion_cnn64": Model(
-        64,
+        _plain(64),
         "in28x28x1-conv64x3-pool2-conv64x3-pool2-flatten-dense128-dense10",
         243_786,
         "Conv(64,3x3,relu)-MaxPool2-Conv(64,3x3,relu)-MaxPool2-Flatten-Dense(128,relu)-Dense(10)",
     ),
+    "chollet_mnist": Model(
+        (
+            ("conv", 32, 3, 1, 0, True, "relu"),
+            ("pool", 2),
+            ("conv", 64, 3, 1, 0, True, "relu"),
+            ("pool", 2),
+            ("conv", 64, 3, 1, 0, True, "relu"),
+            ("flatten",),
+            ("dense", 64, "relu"),
+            ("dense", 10, "linear"),
+        ),
+        "chollet_mnist",
+        93_322,
+        "Conv(32,3x3,relu)-MaxPool2-Conv(64,3x3,relu)-MaxPool2-Conv(64,3x3,relu)-Flatten-"
+        "Dense(64,relu)-Dense(10) (seed 001)",
+    ),
+    "fashion_cnn_nopool": Model(
+        (
+            ("conv", 32, 3, 1, 0, True, "relu"),
+            ("conv", 32, 3, 1, 0, True, "relu"),
+            ("flatten",),
+            ("dense", 128, "relu"),
+            ("dense", 10, "linear"),
+        ),
+        "fashion_cnn_nopool",
+        2_370_282,
+        "Conv(32,3x3,relu)-Conv(32,3x3,relu)-Flatten-Dense(128,relu)-Dense(10) (make demo)",
+    ),
+    "pool224": Model(
+        (
+            ("conv", 10, 3, 1, 0, True, "relu"),
+            ("pool", 2),
+            ("conv", 10, 3, 1, 0, True, "relu"),
+            ("pool", 2),
+            ("conv", 10, 3, 1, 0, True, "relu"),
+            ("pool", 2),
+            ("flatten",),
+            ("dense", 1, "linear"),
+        ),
+        "pool224",
+        8_861,
+        "3 x [Conv(10,3x3,relu)-MaxPool2]-Flatten-Dense(1,sigmoid) on 224x224x3 (seed 004)",
+        "rgb224",
+    ),
+    "nopool224": Model(
+        (
+            ("conv", 10, 3, 1, 0, True, "relu"),
+            ("conv", 10, 3, 1, 0, True, "linear"),
+            ("conv", 10, 3, 1, 0, True, "linear"),
+            ("flatten",),
+            ("dense", 1, "linear"),
+        ),
+        "nopool224",
+        477_341,
+        "Conv(10,3x3,relu)-Conv(10,3x3)-Conv(10,3x3)-Flatten-Dense(1,sigmoid) on 224x224x3 "
+        "(seed 004)",
+        "rgb224",
+    ),
+    "resnet_small": Model(
+        (
+            ("conv", 16, 3, 1, 1, False, "linear"),
+            ("bn",),
+            ("relu",),
+            ("block", 16, 1, False),
+            ("block", 32, 2, True),
+            ("block", 64, 2, True),
+            ("gap",),
+            ("dense", 10, "linear"),
+        ),
+        "resnet_small",
+        77_754,
+        "Conv(16,3x3)-BN-ReLU, basic blocks 16/32(s2)/64(s2) with batch norm, GAP, Dense(10)",
+    ),
+}
+# --quick without --models: the two original rows only (CI time)
+QUICK_MODELS = ("fashion_cnn", "fashion_cnn64")
+# name -> (image shape, classes, default train / test images, quick train / test images)
+DATASETS = {
+    "fashion": ((28, 28, 1), 10, (None, None), (2048, 1024)),
+    "rgb224": ((224, 224, 3), 2, (640, 160), (64, 32)),
 }
 BATCH_SIZE = 32
 LEARNING_RATE = 1e-3
 ADAM_EPS = 1e-7  # cnnjax's make_optimizer and Keras's Adam default; set explicitly in PyTorch
 EVAL_BATCH_SIZE = 1000  # cnnjax FitConfig.eval_batch_size; the peers use the same
 TARGET_ACCURACY = 0.91
-NUM_CLASSES = 10
+NUM_CLASSES = 10  # Fashion-MNIST; DATASETS gives every data set's count
 DEFAULT_EPOCHS = 5
 QUICK = {"epochs": 2, "train_limit": 2048, "test_limit": 1024}
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -183,16 +299,20 @@ def _thread_env() -> dict[str, Any]:
 
 
 def _worker_cnnjax(data: Path, model_name: str, epochs: int, seed: int) -> dict[str, Any]:
+    import cnnjax
+
+    cnnjax.configure_xla()  # cnnjax's XLA:CPU flags, as the `cnnjax` command sets them
     import jax
 
     from cnnjax.data import ArrayDataset
-    from cnnjax.spec import load_spec
+    from cnnjax.loading import load_spec
     from cnnjax.train import FitConfig, fit
 
     x_train, y_train, x_test, y_test = _load_arrays(data)
-    names = tuple(str(i) for i in range(NUM_CLASSES))
-    train = ArrayDataset(x_train, y_train, NUM_CLASSES, names, "train")
-    test = ArrayDataset(x_test, y_test, NUM_CLASSES, names, "test")
+    classes = DATASETS[MODELS[model_name].data][1]
+    names = tuple(str(i) for i in range(classes))
+    train = ArrayDataset(x_train, y_train, classes, names, "train")
+    test = ArrayDataset(x_test, y_test, classes, names, "test")
     spec = dataclasses.replace(load_spec(MODELS[model_name].spec), name=model_name)
     config = FitConfig(
         epochs=epochs, batch_size=BATCH_SIZE, learning_rate=LEARNING_RATE, seed=seed
@@ -223,29 +343,93 @@ def _worker_cnnjax(data: Path, model_name: str, epochs: int, seed: int) -> dict[
     }
 
 
-def _worker_torch(data: Path, model_name: str, epochs: int, seed: int) -> dict[str, Any]:
-    import torch
-    import torch.nn.functional as F
+def _torch_model(layers: Sequence[Layer], shape: Sequence[int]) -> Any:
+    """The layer list as a torch module for NCHW input of HWC `shape`, with Keras's
+    (and cnnjax's) initialisers: glorot-uniform weights, zero biases."""
     from torch import nn
 
-    torch.manual_seed(seed)
-    f = MODELS[model_name].filters
-    model = nn.Sequential(
-        nn.Conv2d(1, f, 3),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(f, f, 3),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(f * 5 * 5, 128),
-        nn.ReLU(),
-        nn.Linear(128, NUM_CLASSES),
-    )
+    class Block(nn.Module):
+        def __init__(self, cin: int, f: int, stride: int, project: bool) -> None:
+            super().__init__()
+            self.main = nn.Sequential(
+                nn.Conv2d(cin, f, 3, stride, 1, bias=False),
+                nn.BatchNorm2d(f, eps=1e-5, momentum=0.01),
+                nn.ReLU(),
+                nn.Conv2d(f, f, 3, 1, 1, bias=False),
+                nn.BatchNorm2d(f, eps=1e-5, momentum=0.01),
+            )
+            self.short = (
+                nn.Sequential(
+                    nn.Conv2d(cin, f, 1, stride, 0, bias=False),
+                    nn.BatchNorm2d(f, eps=1e-5, momentum=0.01),
+                )
+                if project
+                else nn.Identity()
+            )
+
+        def forward(self, x: Any) -> Any:
+            return (self.main(x) + self.short(x)).relu()
+
+    h, w, c = shape
+    mods: list[Any] = []
+    for layer in layers:
+        kind = layer[0]
+        if kind == "conv":
+            _, f, k, st, pad, bias, act = layer
+            mods.append(nn.Conv2d(c, f, k, st, pad, bias=bias))
+            mods += [nn.ReLU()] if act == "relu" else []
+            h, w, c = (h + 2 * pad - k) // st + 1, (w + 2 * pad - k) // st + 1, f
+        elif kind == "block":
+            _, f, st, project = layer
+            mods.append(Block(c, f, st, project))
+            h, w, c = (h - 1) // st + 1, (w - 1) // st + 1, f
+        elif kind == "pool":
+            mods.append(nn.MaxPool2d(layer[1]))
+            h, w = h // layer[1], w // layer[1]
+        elif kind == "bn":
+            mods.append(nn.BatchNorm2d(c, eps=1e-5, momentum=0.01))  # torch's = 1 - Keras's
+        elif kind == "relu":
+            mods.append(nn.ReLU())
+        elif kind == "flatten":
+            mods.append(nn.Flatten())
+            h, w, c = 1, 1, h * w * c
+        elif kind == "gap":
+            mods += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+            h, w = 1, 1
+        elif kind == "dense":
+            _, units, act = layer
+            mods.append(nn.Linear(h * w * c, units))
+            mods += [nn.ReLU()] if act == "relu" else []
+            h, w, c = 1, 1, units
+        else:
+            raise ValueError(f"unknown layer {layer!r}")
+    model = nn.Sequential(*mods)
     for m in model.modules():  # Keras's (and cnnjax's) initialisers instead of torch's
         if isinstance(m, nn.Conv2d | nn.Linear):
             nn.init.xavier_uniform_(m.weight)
-            nn.init.zeros_(m.bias)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return model
+
+
+def _worker_torch(data: Path, model_name: str, epochs: int, seed: int) -> dict[str, Any]:
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(seed)
+    spec = MODELS[model_name]
+    shape, classes = DATASETS[spec.data][:2]
+    model = _torch_model(spec.layers, shape)
+    binary = classes == 2 and spec.layers[-1][1] == 1
+
+    def loss_fn(logits: Any, labels: Any) -> Any:
+        if binary:
+            return F.binary_cross_entropy_with_logits(logits[:, 0], labels.float())
+        return F.cross_entropy(logits, labels)
+
+    def predict(logits: Any) -> Any:
+        return (logits[:, 0] > 0).long() if binary else logits.argmax(1)
+
     optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE, eps=ADAM_EPS)
 
     x_train, y_train, x_test, y_test = _load_arrays(data)
@@ -262,7 +446,7 @@ def _worker_torch(data: Path, model_name: str, epochs: int, seed: int) -> dict[s
         with torch.inference_mode():
             for i in range(0, len(yt), EVAL_BATCH_SIZE):
                 logits = model(xt[i : i + EVAL_BATCH_SIZE])
-                correct += int((logits.argmax(1) == yt[i : i + EVAL_BATCH_SIZE]).sum())
+                correct += int((predict(logits) == yt[i : i + EVAL_BATCH_SIZE]).sum())
         return correct / len(yt)
 
     out: dict[str, Any] = {k: [] for k in ("epoch_seconds", "images_per_second", "test_accuracy")}
@@ -276,7 +460,7 @@ def _worker_torch(data: Path, model_name: str, epochs: int, seed: int) -> dict[s
         for i in range(0, n, BATCH_SIZE):
             idx = perm[i : i + BATCH_SIZE]
             optimizer.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(x[idx]), y[idx])
+            loss = loss_fn(model(x[idx]), y[idx])
             loss.backward()
             optimizer.step()
             loss_sum += loss.detach() * len(idx)
@@ -299,6 +483,46 @@ def _worker_torch(data: Path, model_name: str, epochs: int, seed: int) -> dict[s
     return out
 
 
+def _keras_model(keras: Any, layers: Sequence[Layer], shape: Sequence[int], name: str) -> Any:
+    """The layer list as a functional Keras model (Keras's initialisers are the defaults)."""
+    kl = keras.layers
+
+    def conv(x: Any, f: int, k: int, st: int, pad: int, bias: bool, act: str = "linear") -> Any:
+        x = kl.ZeroPadding2D(pad)(x) if pad else x  # symmetric, as torch and cnnjax pad
+        return kl.Conv2D(f, k, st, use_bias=bias, activation=act)(x)
+
+    def bn(x: Any) -> Any:
+        return kl.BatchNormalization(momentum=0.99, epsilon=1e-5)(x)
+
+    inputs = keras.Input(tuple(shape))
+    x = inputs
+    for layer in layers:
+        kind = layer[0]
+        if kind == "conv":
+            x = conv(x, *layer[1:])
+        elif kind == "block":
+            _, f, st, project = layer
+            y = kl.ReLU()(bn(conv(x, f, 3, st, 1, False)))
+            y = bn(conv(y, f, 3, 1, 1, False))
+            short = bn(conv(x, f, 1, st, 0, False)) if project else x
+            x = kl.ReLU()(kl.Add()([y, short]))
+        elif kind == "pool":
+            x = kl.MaxPooling2D(layer[1])(x)
+        elif kind == "bn":
+            x = bn(x)
+        elif kind == "relu":
+            x = kl.ReLU()(x)
+        elif kind == "flatten":
+            x = kl.Flatten()(x)
+        elif kind == "gap":
+            x = kl.GlobalAveragePooling2D()(x)
+        elif kind == "dense":
+            x = kl.Dense(layer[1], activation=None if layer[2] == "linear" else layer[2])(x)
+        else:
+            raise ValueError(f"unknown layer {layer!r}")
+    return keras.Model(inputs, x, name=name)
+
+
 def _worker_keras(
     backend: str, data: Path, model_name: str, epochs: int, seed: int
 ) -> dict[str, Any]:
@@ -308,25 +532,16 @@ def _worker_keras(
     if keras.backend.backend() != backend:
         raise RuntimeError(f"KERAS_BACKEND={backend} but keras runs on {keras.backend.backend()}")
     keras.utils.set_random_seed(seed)
-    f = MODELS[model_name].filters
-    layers = keras.layers
-    model = keras.Sequential(
-        [
-            keras.Input((28, 28, 1)),
-            layers.Conv2D(f, 3, activation="relu"),
-            layers.MaxPooling2D(2),
-            layers.Conv2D(f, 3, activation="relu"),
-            layers.MaxPooling2D(2),
-            layers.Flatten(),
-            layers.Dense(128, activation="relu"),
-            layers.Dense(NUM_CLASSES),
-        ],
-        name=model_name,
-    )
+    spec = MODELS[model_name]
+    shape, classes = DATASETS[spec.data][:2]
+    model = _keras_model(keras, spec.layers, shape, model_name)
+    binary = classes == 2 and spec.layers[-1][1] == 1
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=LEARNING_RATE, epsilon=ADAM_EPS),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
+        loss=keras.losses.BinaryCrossentropy(from_logits=True)
+        if binary
+        else keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.BinaryAccuracy(threshold=0.0) if binary else "accuracy"],
     )  # jit_compile left at Keras's default ("auto")
 
     def sync() -> None:
@@ -353,7 +568,7 @@ def _worker_keras(
         out["test_accuracy"].append(float(acc))
         out["train_loss"].append(float(hist.history["loss"][-1]))
     out["wall_seconds"] = time.perf_counter() - start
-    out["params"] = int(model.count_params())
+    out["params"] = int(sum(np.prod(v.shape) for v in model.trainable_weights))
     threads = _thread_env()
     if backend == "tensorflow":
         import tensorflow as tf
@@ -421,9 +636,24 @@ def synthetic(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def prepare_data(args: argparse.Namespace, path: Path) -> dict[str, Any]:
-    """Write the shared arrays (uint8 NHWC images, int32 labels) to `path`; describe them."""
-    if args.synthetic:
+def synthetic224(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random 224x224x3 uint8 images, two classes: class 1 has a brighter central square."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n).astype(np.int32)
+    images = rng.integers(0, 160, (n, 224, 224, 3), dtype=np.uint8)
+    images[labels == 1, 80:144, 80:144, :] += 60
+    return images, labels
+
+
+def prepare_data(args: argparse.Namespace, path: Path, kind: str = "fashion") -> dict[str, Any]:
+    """Write the shared arrays (uint8 NHWC images, int32 labels) of data set `kind` to `path`;
+    describe them."""
+    if kind == "rgb224":
+        n_train, n_test = DATASETS[kind][3 if args.quick else 2]
+        x_train, y_train = synthetic224(n_train, seed=args.seed)
+        x_test, y_test = synthetic224(n_test, seed=args.seed + 1)
+        source = "random 224x224x3, 2 classes (benchmarks/side_by_side.py:synthetic224)"
+    elif args.synthetic:
         x_train, y_train = synthetic(args.train_limit or 6000, seed=args.seed)
         x_test, y_test = synthetic(args.test_limit or 1000, seed=args.seed + 1)
         source = "synthetic (benchmarks/side_by_side.py:synthetic)"
@@ -476,8 +706,8 @@ def machine_info() -> dict[str, Any]:
 
 
 def _worker_env(framework: str, base: dict[str, str]) -> dict[str, str]:
-    """`base`: the environment before the driver imported cnnjax (which appends its own
-    XLA:CPU flags to XLA_FLAGS; the cnnjax worker sets them again, the peers must not get them).
+    """`base`: the driver's environment, without cnnjax's XLA:CPU flags (the cnnjax worker
+    sets them with `cnnjax.configure_xla()`; the peers must not get them).
     """
     env = dict(base)
     env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU benchmark, even where a GPU is present
@@ -572,6 +802,17 @@ def _version_text(framework: str, versions: dict[str, str]) -> str:
     return ", ".join(f"{p} {versions[p]}" for p in SHORT_VERSION[framework] if p in versions)
 
 
+def _data_note(report: dict[str, Any], entry: dict[str, Any]) -> str:
+    """The data of a model whose data set is not the one in the page's header."""
+    d = report.get("datasets", {}).get(entry.get("data", ""))
+    if not d or d == report["data"]:
+        return ""
+    return (
+        f" Data: {d['source']}, {d['train_examples']:,} training and {d['test_examples']:,} "
+        "test images."
+    )
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     s, m, d = report["settings"], report["machine"], report["data"]
     lines = [
@@ -591,7 +832,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"images {'x'.join(map(str, d['image_shape']))}, the same arrays for every framework, "
         "float32 in [0, 1].  ",
         f"Training: {s['epochs']} epochs, batch {s['batch_size']}, Adam(lr {s['learning_rate']:g}, "
-        f"eps {s['adam_eps']:g}) on softmax cross-entropy, glorot-uniform kernels and zero biases, "
+        f"eps {s['adam_eps']:g}) on softmax cross-entropy (sigmoid for a one-unit head), glorot-uniform kernels and zero biases, "
         f"reshuffled every epoch, test accuracy after each epoch; {s['rounds']} round(s), the "
         "order of the frameworks rotated each round, medians over the rounds.  ",
         "Epoch time: wall clock of an epoch's training steps; the test evaluation is excluded; "
@@ -612,7 +853,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             "",
             f"## {model_name} ({entry['params']:,} parameters)",
             "",
-            f"{entry['description']}; cnnjax spec `{entry['spec']}`.",
+            f"{entry['description']}; cnnjax spec `{entry['spec']}`." + _data_note(report, entry),
             "",
             "| framework | version | images/s (median epoch) | first epoch s (incl. compile) "
             f"| final test accuracy | time to {TARGET_ACCURACY:.0%} (s) | peak RSS MiB "
@@ -672,8 +913,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "Notes: every framework is at its thread defaults; cnnjax appends its XLA:CPU flags "
-        "to XLA_FLAGS when imported, the other workers get the environment without them. "
+        "Notes: every framework is at its thread defaults; the cnnjax worker appends its XLA:CPU "
+        "flags to XLA_FLAGS (`cnnjax.configure_xla()`), the other workers get the environment "
+        "without them. "
         "PyTorch runs eager (no torch.compile) "
         "with Keras's initialisers and eps 1e-7 set explicitly; Keras's Adam adds its epsilon "
         "to the uncorrected root of the second moment (epsilon-hat), optax and PyTorch to the "
@@ -687,6 +929,7 @@ def render_markdown(report: dict[str, Any]) -> str:
 def run_driver(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
     models = [m.strip() for m in args.models.split(",") if m.strip()]
+    kinds = list(dict.fromkeys(MODELS[m].data for m in models if m in MODELS))
     for f in frameworks:
         if f not in FRAMEWORKS:
             raise SystemExit(f"unknown framework {f!r}; choose from {', '.join(FRAMEWORKS)}")
@@ -700,14 +943,15 @@ def run_driver(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     machine = machine_info()
     with tempfile.TemporaryDirectory(prefix="cnnjax-bench-") as tmpdir:
         tmp = Path(tmpdir)
-        data_path = tmp / "data.npz"
-        data = prepare_data(args, data_path)
-        print(
-            f"data: {data['source']}, {data['train_examples']:,} train / "
-            f"{data['test_examples']:,} test; {args.epochs} epochs, {args.rounds} round(s)",
-            file=sys.stderr,
-            flush=True,
-        )
+        paths = {kind: tmp / f"{kind}.npz" for kind in kinds}
+        datasets = {kind: prepare_data(args, paths[kind], kind) for kind in kinds}
+        for d in datasets.values():
+            print(
+                f"data: {d['source']}, {d['train_examples']:,} train / "
+                f"{d['test_examples']:,} test; {args.epochs} epochs, {args.rounds} round(s)",
+                file=sys.stderr,
+                flush=True,
+            )
         for rnd in range(args.rounds):
             k = rnd % len(frameworks)
             order = frameworks[k:] + frameworks[:k]
@@ -716,7 +960,7 @@ def run_driver(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
                     if missing[fw]:
                         continue
                     tag = f"r{rnd}-{model}-{fw}"
-                    r = _launch(fw, data_path, model, args, tmp, tag)
+                    r = _launch(fw, paths[MODELS[model].data], model, args, tmp, tag)
                     runs[(model, fw)].append(r)
                     if r["status"] == "ok":
                         msg = (
@@ -738,7 +982,8 @@ def run_driver(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
         "command": shlex.join(["python", "benchmarks/side_by_side.py", *argv]),
         "quick": bool(args.quick),
         "machine": machine,
-        "data": data,
+        "data": datasets[kinds[0]],
+        "datasets": datasets,
         "settings": {
             "epochs": args.epochs,
             "rounds": args.rounds,
@@ -767,6 +1012,7 @@ def run_driver(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
             "params": spec.params,
             "spec": spec.spec,
             "description": spec.description,
+            "data": spec.data,
             "results": results,
         }
     out = Path(args.out)
@@ -783,7 +1029,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--frameworks", default=",".join(FRAMEWORKS), help="comma-separated; default: all"
     )
-    p.add_argument("--models", default=",".join(MODELS), help="comma-separated; default: all")
+    p.add_argument(
+        "--models",
+        default=None,
+        help=f"comma-separated, from {', '.join(MODELS)}; default: all "
+        f"({','.join(QUICK_MODELS)} with --quick)",
+    )
     p.add_argument("--epochs", type=int, default=None, help=f"default {DEFAULT_EPOCHS}")
     p.add_argument(
         "--rounds", type=int, default=1, help="runs of every worker, order rotated; default 1"
@@ -828,6 +1079,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if getattr(args, key) is None:
                 setattr(args, key, value)
     args.epochs = args.epochs or DEFAULT_EPOCHS
+    args.models = args.models or ",".join(QUICK_MODELS if args.quick else MODELS)
     args.out = args.out or str(DEFAULT_OUT)
     args.base_env = dict(os.environ)  # before prepare_data imports cnnjax
     if args.epochs < 1 or args.rounds < 1:

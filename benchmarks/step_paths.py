@@ -4,9 +4,9 @@ fresh process (XLA flags are read once per process).
     python benchmarks/step_paths.py                       # the default grid, markdown table
     python benchmarks/step_paths.py --one conv=patches,pool=reshape,batch=32,filters=64
 
-A setting is conv (auto | lax | matmul_bias | patches), pool (reshape | reduce_window), batch, filters (the seed 000
-network with 32 or 64 filters per conv), steps (train steps per dispatch, unrolled in one jit),
-seeds (vmapped), and xla (extra XLA flags, `;`-separated). The step is cnnjax's own
+A setting is conv (auto | lax | matmul_bias | matmul_grads | patches), pool (reshape |
+reduce_window), batch, filters (the seed 000 network with 32 or 64 filters per conv), steps
+(train steps per dispatch, unrolled in one jit), seeds (vmapped), and xla (extra XLA flags, `;`-separated). The step is cnnjax's own
 `make_train_step` gathering its batch by index from a device-resident dataset, as `fit` does;
 the figure is the median images/s (x seeds) of several timed windows after a warm-up.
 """
@@ -45,13 +45,16 @@ def parse(text: str) -> dict[str, object]:
 
 def measure(setting: dict[str, object], seconds: float) -> dict[str, object]:
     """Run in this process (flags already set): images/s of the setting."""
+    import cnnjax
+
+    cnnjax.configure_xla()  # cnnjax's XLA:CPU flags, as the `cnnjax` command sets them
     import jax
     import jax.numpy as jnp
     import numpy as np
 
     from cnnjax.data import ArrayDataset, DeviceDataset, batch_indices
+    from cnnjax.grammar import from_text
     from cnnjax.models import build_model
-    from cnnjax.spec import from_text
     from cnnjax.train import create_train_state, make_optimizer, make_train_step
 
     f, batch, k, seeds = (int(setting[x]) for x in ("filters", "batch", "steps", "seeds"))
@@ -127,6 +130,7 @@ YNN = "--xla_cpu_experimental_ynn_fusion_type="
 GRID = [
     "",
     "conv=lax",
+    "conv=matmul_bias",
     "pool=reduce_window",
     "conv=patches",
     f"xla={YNN}individual_convolution",
@@ -134,6 +138,7 @@ GRID = [
     "batch=64",
     "filters=64",
     "filters=64,conv=lax",
+    "filters=64,conv=matmul_bias",
     "filters=64,conv=patches",
     "seeds=8",
     "seeds=8,conv=lax",

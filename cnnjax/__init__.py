@@ -5,14 +5,17 @@ the numbers beside an accuracy describe the very network trained. Importing `cnn
 cheap: JAX is imported only by the modules that need it (models, train, inspect, ...).
 """
 
-from cnnjax import _xla_flags
+from typing import Any
 
-_xla_flags.apply()  # before JAX creates its CPU client
-
-from cnnjax.analysis import NetReport, analyze  # noqa: E402
-from cnnjax.spec import (  # noqa: E402
+from cnnjax import _xla_flags, analysis
+from cnnjax.analysis import NetReport
+from cnnjax.grammar import from_text, to_text
+from cnnjax.loading import load_spec
+from cnnjax.spec import (
+    Activation,
     AvgPool,
     BatchNorm,
+    Concat,
     Conv,
     Dense,
     DepthwiseConv,
@@ -21,19 +24,55 @@ from cnnjax.spec import (  # noqa: E402
     GlobalAvgPool,
     MaxPool,
     NetSpec,
+    Residual,
     SpecError,
     from_dict,
     from_json,
-    from_text,
-    load_spec,
     sequential,
 )
 
 __version__ = "0.1.0"
 
+
+def analyze(
+    model: Any,
+    input_shape: Any = None,
+    variables: Any = None,
+    *,
+    layout: str = "NHWC",
+) -> NetReport:
+    """The per-layer report of a network: shapes, params, values kept, receptive field, MACs.
+
+    `model` is a spec (a `NetSpec`, a zoo name, a text form, JSON), read analytically without
+    JAX; or a Flax Linen module (`input_shape=(H, W, C)`, `variables=` optional) or a function
+    `f(variables, x)` (`variables=` and `input_shape=`), read from its traced program
+    (`cnnjax.trace`). Both give the same report type; for cnnjax's own models the two agree.
+    """
+    if isinstance(model, (NetSpec, str, dict)):
+        return analysis.analyze(load_spec(model, input_shape))
+    from cnnjax.trace import analyze_any
+
+    return analyze_any(model, input_shape, variables, layout=layout)
+
+
+def configure_xla() -> None:
+    """Add cnnjax's XLA:CPU flags to the XLA_FLAGS environment variable; call before JAX starts.
+
+    Importing cnnjax changes no environment variable. The `cnnjax` command and the experiment
+    scripts call this first; a library user who wants the same CPU speed calls it before the
+    first `import jax` (later calls change nothing for a JAX already running). It turns off
+    XLA:CPU's YNNPACK fusions, which slow vmapped seeds and fail on some vmapped networks
+    (cnnjax/_xla_flags.py has the measurements). Flags already in XLA_FLAGS are kept; with
+    CNNJAX_KEEP_XLA_FLAGS=1, or a jaxlib older than 0.10, nothing is changed.
+    """
+    _xla_flags.apply()
+
+
 __all__ = [
+    "Activation",
     "AvgPool",
     "BatchNorm",
+    "Concat",
     "Conv",
     "Dense",
     "DepthwiseConv",
@@ -43,11 +82,14 @@ __all__ = [
     "MaxPool",
     "NetReport",
     "NetSpec",
+    "Residual",
     "SpecError",
     "analyze",
+    "configure_xla",
     "from_dict",
     "from_json",
     "from_text",
     "load_spec",
     "sequential",
+    "to_text",
 ]

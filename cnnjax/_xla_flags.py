@@ -1,5 +1,8 @@
 """XLA:CPU settings cnnjax applies before JAX starts (no JAX import here).
 
+The entry points apply them (the `cnnjax` command, experiments/*.py, tests/conftest.py, the
+benchmarks), and library users may through `cnnjax.configure_xla()`; `import cnnjax` does not.
+
 `--xla_cpu_experimental_ynn_fusion_type=` turns off XLA:CPU's YNNPACK fusions. Measured with
 jaxlib 0.10.2 on a 2-core CPU (fashion_cnn, batch 32): one seed trains at the same speed with or
 without them (~5,000 images/s), four vmapped seeds 2,200 -> 3,300 images/s without, and the

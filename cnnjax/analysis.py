@@ -10,51 +10,55 @@ Receptive-field recursion, from the input (r=1, j=1, P=0) to each layer l:
     j_l = j_{l-1} * s_l                          the effective stride
     P_l = P_{l-1} + p_l * j_{l-1}                the effective (top / left) padding
 Output unit u of layer l sees input pixels [u * j_l - P_l, u * j_l - P_l + r_l - 1].
+
+Blocks (residual, concat) run each path from the block's input. At the merge the paths must
+be aligned, as in the Distill article and google-research's receptive_field library: equal
+effective stride j and equal centre offset (r - 1) / 2 - P, so that unit u of every path is
+centred on the same input pixel. The merge then takes r, j and P of the path with the largest
+field (per axis); a misaligned merge is a SpecError naming both paths (or, with
+`allow_misaligned=True`, takes the largest field anyway). Params, MACs and FLOPs sum over
+every layer of every path; a merge row adds none (an add costs one FLOP per output value).
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 from cnnjax.spec import (
+    BLOCK_TYPES,
+    KERAS_NAMES,
     AvgPool,
     BatchNorm,
     Conv,
     Dense,
     DepthwiseConv,
-    Dropout,
     Flatten,
     GlobalAvgPool,
     Layer,
     MaxPool,
     NetSpec,
+    Node,
+    Residual,
+    SpecError,
     window_output,
 )
 
-KERAS_NAMES: dict[type[Layer], str] = {
-    Conv: "conv2d",
-    DepthwiseConv: "depthwise_conv2d",
-    MaxPool: "max_pooling2d",
-    AvgPool: "average_pooling2d",
-    Flatten: "flatten",
-    GlobalAvgPool: "global_average_pooling2d",
-    Dense: "dense",
-    Dropout: "dropout",
-    BatchNorm: "batch_normalization",
-}
+__all__ = [
+    "KERAS_NAMES",
+    "LayerReport",
+    "NetReport",
+    "analyze",
+    "layer_names",
+    "receptive_window",
+]
 
 
 def layer_names(spec: NetSpec) -> list[str]:
-    """Keras-style unique names (conv2d, conv2d_1, ...); the Flax model uses the same names."""
-    seen: Counter[str] = Counter()
-    names = []
-    for layer in spec.layers:
-        base = KERAS_NAMES[type(layer)]
-        names.append(base if seen[base] == 0 else f"{base}_{seen[base]}")
-        seen[base] += 1
-    return names
+    """Unique names of every layer and merge in execution order (conv2d, conv2d_1, ...); the
+    report's rows, the Flax model's submodules and its intermediates use the same names."""
+    return [n.name for n in spec.nodes()]
 
 
 @dataclass(frozen=True)
@@ -79,13 +83,30 @@ class LayerReport:
     is_global: bool
     macs: int
     flops: int
+    path: str = ""  # the name inside its blocks, e.g. residual/main/conv2d_1 (= name at the top)
+    inputs: tuple[str, ...] = ()  # a merge's branch paths; empty for a layer
 
-    def to_dict(self) -> dict:
+    @property
+    def is_merge(self) -> bool:
+        return bool(self.inputs)
+
+    def to_dict(self, with_path: bool = False) -> dict:
+        """The row as JSON; `with_path` (graphs) adds `path` after `name`, and a merge's inputs."""
         d = asdict(self)
+        path, inputs = d.pop("path"), d.pop("inputs")
         for key, value in d.items():
             if isinstance(value, tuple):
                 d[key] = list(value)
-        return d
+        if not with_path:
+            return d
+        out = {}
+        for key, value in d.items():
+            out[key] = value
+            if key == "name":
+                out["path"] = path
+        if inputs:
+            out["inputs"] = list(inputs)
+        return out
 
 
 @dataclass(frozen=True)
@@ -95,6 +116,7 @@ class NetReport:
     name: str
     input_shape: tuple[int, int, int]
     layers: tuple[LayerReport, ...]
+    is_graph: bool = False  # the spec has blocks: rows carry paths, and merges have rows
 
     @property
     def total_params(self) -> int:
@@ -125,8 +147,9 @@ class NetReport:
         return self.layers[-1].output_shape if self.layers else self.input_shape
 
     def layer(self, name: str) -> LayerReport:
+        """The row called `name` (a layer's or merge's unique name, or its path)."""
         for r in self.layers:
-            if r.name == name:
+            if name in (r.name, r.path):
                 return r
         raise KeyError(name)
 
@@ -135,7 +158,7 @@ class NetReport:
             "name": self.name,
             "input_shape": list(self.input_shape),
             "output_shape": list(self.output_shape),
-            "layers": [r.to_dict() for r in self.layers],
+            "layers": [r.to_dict(self.is_graph) for r in self.layers],
             "total_params": self.total_params,
             "trainable_params": self.trainable_params,
             "non_trainable_params": self.non_trainable_params,
@@ -182,46 +205,88 @@ def _macs_flops(
     return 0, 0
 
 
-def analyze(spec: NetSpec) -> NetReport:
-    """The per-layer analytic report of `spec` (validated shapes, params, receptive fields)."""
-    shapes = spec.shapes()
-    names = layer_names(spec)
-    in_values = math.prod(spec.input_shape)
+@dataclass(frozen=True)
+class _Field:
+    """Receptive field r, effective stride j, effective padding P per axis, at one point."""
+
+    r: tuple[int, int] = (1, 1)
+    j: tuple[int, int] = (1, 1)
+    p: tuple[int, int] = (0, 0)
+    is_global: bool = False
+
+    def offset(self, a: int) -> float:
+        """Centre offset (r - 1) / 2 - P of axis `a`: where unit 0's field is centred."""
+        return (self.r[a] - 1) / 2 - self.p[a]
+
+
+def _through(f: _Field, layer: Layer, node: Node) -> _Field:
+    if f.is_global or isinstance(layer, (Flatten, GlobalAvgPool)):
+        return _Field(f.r, f.j, f.p, True)
+    if not isinstance(layer, (Conv, DepthwiseConv, MaxPool, AvgPool)):
+        return f
+    _, pads = window_output(
+        node.input_shape[:2], layer.kernel, layer.strides, layer.dilation, layer.padding
+    )
+    r, j, p = list(f.r), list(f.j), list(f.p)
+    for a in range(2):
+        k = layer.dilation[a] * (layer.kernel[a] - 1) + 1
+        r[a] += (k - 1) * j[a]
+        p[a] += pads[a][0] * j[a]
+        j[a] *= layer.strides[a]
+    return _Field((r[0], r[1]), (j[0], j[1]), (p[0], p[1]))
+
+
+def _merge(node: Node, fields: Sequence[_Field], allow_misaligned: bool) -> _Field:
+    if any(f.is_global for f in fields):
+        return _Field(fields[0].r, fields[0].j, fields[0].p, True)
+    first = fields[0]
+    for path, f in zip(node.inputs[1:], fields[1:], strict=True):
+        aligned = f.j == first.j and all(f.offset(a) == first.offset(a) for a in range(2))
+        if not aligned and not allow_misaligned:
+
+            def where(f: _Field) -> str:
+                return f"stride {f.j[0]}x{f.j[1]}, offset {f.offset(0):g}x{f.offset(1):g}"
+
+            raise SpecError(
+                f"{node.type} {node.path!r} merges misaligned paths: {node.inputs[0]} "
+                f"({where(first)}) and {path} ({where(f)}); the receptive field of a merge "
+                "needs every path at the same effective stride and centre offset "
+                "(r - 1) / 2 - P (Araujo et al., Distill 2019): give the paths the same "
+                "strides and 'same' (or matching) padding"
+            )
+    r, j, p = [0, 0], [1, 1], [0, 0]
+    for a in range(2):
+        widest = max(fields, key=lambda f: f.r[a])
+        r[a], j[a], p[a] = widest.r[a], widest.j[a], widest.p[a]
+    return _Field((r[0], r[1]), (j[0], j[1]), (p[0], p[1]))
+
+
+def analyze(spec: NetSpec, *, allow_misaligned: bool = False) -> NetReport:
+    """The per-layer analytic report of `spec` (validated shapes, params, receptive fields):
+    one row per layer, and for a graph one row per merge, in execution order."""
+    nodes = iter(spec.nodes())
+    rows: list[LayerReport] = []
     h, w = spec.input_shape[:2]
-    r, j, p, is_global = [1, 1], [1, 1], [0, 0], False
-    reports = []
-    for i, layer in enumerate(spec.layers):
-        in_shape, out_shape = shapes[i], shapes[i + 1]
-        pad_end: tuple[int, int] | None = None
-        if not is_global and isinstance(layer, (Conv, DepthwiseConv, MaxPool, AvgPool)):
-            _, pads = window_output(
-                in_shape[:2], layer.kernel, layer.strides, layer.dilation, layer.padding
-            )
-            for a in range(2):
-                k = layer.dilation[a] * (layer.kernel[a] - 1) + 1
-                r[a] = r[a] + (k - 1) * j[a]
-                p[a] = p[a] + pads[a][0] * j[a]
-                j[a] = j[a] * layer.strides[a]
-        elif isinstance(layer, (Flatten, GlobalAvgPool)):
-            is_global = True
-        if is_global:
-            rf, stride, pad = (h, w), None, None
+    in_values = math.prod(spec.input_shape)
+
+    def row(node: Node, f: _Field, trainable: int, frozen: int, macs: int, flops: int) -> None:
+        out_shape = node.output_shape
+        if f.is_global:
+            rf, stride, pad, pad_end = (h, w), None, None, None
         else:
-            rf, stride, pad = (r[0], r[1]), (j[0], j[1]), (p[0], p[1])
+            rf, stride, pad = f.r, f.j, f.p
             # How far the last output unit's field reaches past the input's far edge.
-            pad_end = tuple(  # type: ignore[assignment]
-                max((out_shape[a] - 1) * j[a] - p[a] + r[a] - (h, w)[a], 0) for a in range(2)
+            pad_end = tuple(
+                max((out_shape[a] - 1) * f.j[a] - f.p[a] + f.r[a] - (h, w)[a], 0) for a in range(2)
             )
-        trainable, frozen = _params(layer, in_shape, out_shape)
-        macs, flops = _macs_flops(layer, in_shape, out_shape)
         values = math.prod(out_shape)
-        reports.append(
+        rows.append(
             LayerReport(
-                index=i,
-                name=names[i],
-                type=layer.type,
-                description=layer.describe(),
-                input_shape=in_shape,
+                index=node.index,
+                name=node.name,
+                type=node.type,
+                description=node.layer.describe(),
+                input_shape=node.input_shape,
                 output_shape=out_shape,
                 params=trainable + frozen,
                 trainable_params=trainable,
@@ -231,13 +296,33 @@ def analyze(spec: NetSpec) -> NetReport:
                 receptive_field=rf,
                 effective_stride=stride,
                 effective_padding=pad,
-                effective_padding_end=pad_end,
-                is_global=is_global,
+                effective_padding_end=pad_end,  # type: ignore[arg-type]
+                is_global=f.is_global,
                 macs=macs,
                 flops=flops,
+                path=node.path,
+                inputs=node.inputs,
             )
         )
-    return NetReport(spec.name, spec.input_shape, tuple(reports))
+
+    def chain(layers: Sequence[Layer], f: _Field, it: Iterator[Node]) -> _Field:
+        for layer in layers:
+            if isinstance(layer, BLOCK_TYPES):
+                fields = [chain(sub, f, it) for _, sub in layer.paths]
+                node = next(it)
+                f = _merge(node, fields, allow_misaligned)
+                adds = math.prod(node.output_shape) * (len(fields) - 1)
+                row(node, f, 0, 0, 0, adds if isinstance(layer, Residual) else 0)
+                continue
+            node = next(it)
+            f = _through(f, layer, node)
+            trainable, frozen = _params(layer, node.input_shape, node.output_shape)
+            macs, flops = _macs_flops(layer, node.input_shape, node.output_shape)
+            row(node, f, trainable, frozen, macs, flops)
+        return f
+
+    chain(spec.layers, _Field(), nodes)
+    return NetReport(spec.name, spec.input_shape, tuple(rows), not spec.is_chain)
 
 
 def receptive_window(report: LayerReport, row: int, col: int) -> tuple[int, int, int, int]:

@@ -2,22 +2,28 @@
 
 `build_model(spec)` returns a Linen module whose `init` / `apply` are pure functions:
 `variables = model.init(key, x)`; `logits = model.apply(variables, x)`. Submodule names are the
-analytic report's Keras-style names (conv2d, conv2d_1, ...), and every layer's output is sown
-into the "intermediates" collection under the same name, so tests and inspection tools can
-compare the real network against the analytic report layer by layer.
+analytic report's unique names (conv2d, conv2d_1, ... or the names a spec gives), and every
+layer's and every merge's output is sown into the "intermediates" collection in execution
+order, so tests and inspection tools compare the real network against the analytic report row
+by row. Residual blocks add their paths (then an optional activation); concat blocks join
+their branches along the channel axis.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from cnnjax import conv_grad
 from cnnjax.analysis import layer_names
 from cnnjax.spec import (
+    BLOCK_TYPES,
+    Activation,
     AvgPool,
     BatchNorm,
     Conv,
@@ -29,12 +35,14 @@ from cnnjax.spec import (
     Layer,
     MaxPool,
     NetSpec,
+    Node,
+    Residual,
     effective_kernel,
     resolve_padding,
 )
 
 POOL_IMPLS = ("auto", "reduce_window", "reshape")
-CONV_IMPLS = ("auto", "lax", "matmul_bias", "patches")
+CONV_IMPLS = ("auto", "lax", "matmul_bias", "matmul_grads", "patches")
 
 _ACTIVATIONS = {
     "linear": lambda x: x,
@@ -68,7 +76,8 @@ def _resolve_conv_impl(impl: str) -> str:
     if impl == "auto":
         # XLA:CPU reduces a [batch, h, w, c] gradient to the bias's [c] with a slow loop
         # (6 of 15 ms of a 64-filter step, benchmarks/step_paths.py); as a matmul it is fast.
-        return "matmul_bias" if jax.default_backend() == "cpu" else "lax"
+        # A one-channel input's kernel gradient is faster as a matmul too (docs/performance.md).
+        return "matmul_grads" if jax.default_backend() == "cpu" else "lax"
     return impl
 
 
@@ -101,6 +110,8 @@ class SpecConv(nn.Module):
     `impl` picks how it is computed, all giving the same numbers up to float rounding:
     "lax" is `lax.conv_general_dilated` plus a bias add (exactly what `nn.Conv` does);
     "matmul_bias" the same with the bias gradient as a matmul (`add_bias`), faster on XLA:CPU;
+    "matmul_grads" as "matmul_bias", and the kernel gradient as one matmul (`conv_grad`) where
+    the input has at most `conv_grad.MAX_IN_CHANNELS` channels;
     "patches" shifted slices + one matmul (im2col), for comparison (not grouped convolutions).
     """
 
@@ -123,6 +134,8 @@ class SpecConv(nn.Module):
         x = x.astype(self.dtype)
         if self.impl == "patches" and groups == 1:
             y = self._patches(x, kernel)
+        elif self.impl == "matmul_grads" and groups == 1 and c <= conv_grad.MAX_IN_CHANNELS:
+            y = conv_grad.conv(x, kernel, self.strides, self.padding, self.kernel_dilation)
         else:
             y = jax.lax.conv_general_dilated(
                 x,
@@ -166,7 +179,7 @@ def max_pool(x: jax.Array, layer: MaxPool, impl: str = "auto") -> jax.Array:
 
 
 class SpecModel(nn.Module):
-    """A sequential CNN read from a `NetSpec`.
+    """A CNN read from a `NetSpec`: a chain of layers, residual and concat blocks.
 
     Attributes:
       spec: the architecture.
@@ -189,13 +202,32 @@ class SpecModel(nn.Module):
                 f"(batch, {', '.join(map(str, expected))})"
             )
         x = x.astype(self.dtype)
-        names = layer_names(self.spec)
-        last = len(self.spec.layers) - 1
-        for i, (layer, name) in enumerate(zip(self.spec.layers, names, strict=True)):
-            x = self._layer(layer, name, x, train)
-            act = getattr(layer, "activation", "linear")
-            if not (logits and i == last and act in ("softmax", "sigmoid")):
-                x = _ACTIVATIONS[act](x)
+        return self._chain(self.spec.layers, x, iter(self.spec.nodes()), train, logits)
+
+    def _chain(
+        self,
+        layers: tuple[Layer, ...],
+        x: jax.Array,
+        nodes: Iterator[Node],
+        train: bool,
+        logits: bool,
+    ) -> jax.Array:
+        """Run `layers` on `x`, consuming `nodes` (names) in the spec's execution order.
+        `logits` leaves out a final softmax / sigmoid of the last layer of this chain."""
+        last = len(layers) - 1
+        for i, layer in enumerate(layers):
+            if isinstance(layer, BLOCK_TYPES):
+                outs = [self._chain(sub, x, nodes, train, False) for _, sub in layer.paths]
+                next(nodes)  # the merge
+                if isinstance(layer, Residual):
+                    x = _ACTIVATIONS[layer.activation](outs[0] + outs[1])
+                else:
+                    x = jnp.concatenate(outs, axis=-1)
+            else:
+                x = self._layer(layer, next(nodes).name, x, train)
+                act = getattr(layer, "activation", "linear")
+                if not (logits and i == last and act in ("softmax", "sigmoid")):
+                    x = _ACTIVATIONS[act](x)
             self.sow("intermediates", "layer_outputs", x)
         return x
 
@@ -247,6 +279,8 @@ class SpecModel(nn.Module):
                 dtype=self.dtype,
                 name=name,
             )(x)
+        if isinstance(layer, Activation):
+            return x  # the caller applies `layer.activation`
         raise TypeError(f"no Flax layer for {type(layer).__name__}")
 
 
@@ -272,17 +306,14 @@ def count_params(tree: Any) -> int:
 
 
 def has_batch_norm(spec: NetSpec) -> bool:
-    return any(isinstance(layer, BatchNorm) for layer in spec.layers)
-
-
-def has_dropout(spec: NetSpec) -> bool:
-    return any(isinstance(layer, Dropout) for layer in spec.layers)
+    """Whether any layer, in any block, is a batch norm (the model then has "batch_stats")."""
+    return any(isinstance(node.layer, BatchNorm) for node in spec.nodes())
 
 
 def intermediates(
     model: SpecModel, variables: dict[str, Any], x: jax.Array
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """Logits and every layer's output (eval mode), keyed by the analytic report's names."""
+    """Logits and every layer's and merge's output (eval mode), keyed by the report's names."""
     out, state = model.apply(variables, x, train=False, mutable=["intermediates"])
     outputs = state["intermediates"]["layer_outputs"]
     return out, dict(zip(layer_names(model.spec), outputs, strict=True))

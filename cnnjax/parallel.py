@@ -7,7 +7,8 @@ step is a `jax.jit` with explicit in/out shardings; XLA inserts the gradient all
 several (a TPU pod slice, CPU processes on loopback): every process builds the global arrays
 from its own part with `jax.make_array_from_process_local_data`.
 
-Which devices (`data_parallel`): N means N devices (N / process_count from each process), 1 the
+Which devices (`data_parallel`): a list of devices (or a Mesh) means those, "all" every
+device of every process, N means N devices (N / process_count from each process), 1 the
 single-device program unchanged, and ``None`` (automatic) every device of every process, except
 in a lone CPU process, where it means one device. Several CPU devices in one process exist only
 when forced (``--xla_force_host_platform_device_count``, ``jax_num_cpu_devices``): they split
@@ -29,11 +30,9 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from cnnjax.errors import ParallelError
+
 DATA_AXIS = "data"
-
-
-class ParallelError(RuntimeError):
-    """A device or process setting that cannot work (too many devices, indivisible batch)."""
 
 
 # --------------------------------------------------------------------------- processes
@@ -53,16 +52,16 @@ def initialize(
     TPU (or Slurm, Open MPI) sets. CPU collectives across processes use gloo.
     """
     if coordinator is not None and (num_processes is None or process_id is None):
-        raise ParallelError("--coordinator needs --num-processes and --process-id")
+        raise ParallelError("coordinator= needs num_processes= and process_id=")
     if coordinator is None and (num_processes is not None or process_id is not None):
-        raise ParallelError("--num-processes and --process-id need --coordinator HOST:PORT")
+        raise ParallelError('num_processes= and process_id= need coordinator="HOST:PORT"')
     if (
         num_processes is not None
         and process_id is not None
         and (num_processes < 1 or not 0 <= process_id < num_processes)
     ):
         raise ParallelError(f"bad process id {process_id} of {num_processes} processes")
-    if jax.config.jax_cpu_collectives_implementation is None:
+    if getattr(jax.config, "jax_cpu_collectives_implementation", None) is None:
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(
         coordinator_address=coordinator,
@@ -96,24 +95,45 @@ def sync(name: str) -> None:
 # --------------------------------------------------------------------------- devices
 
 
-def select_devices(requested: int | None = None) -> list[Any]:
+Devices = int | str | Sequence[Any] | Mesh | None
+
+
+def device_list(devices: Sequence[Any] | Mesh) -> list[Any]:
+    """The devices of an explicit list or of a Mesh, in order."""
+    if isinstance(devices, Mesh):
+        return list(devices.devices.flat)
+    return list(devices)
+
+
+def select_devices(requested: Devices = None) -> list[Any]:
     """The devices a run uses, grouped by process so each process owns a contiguous block.
 
-    ``None``: every device of every process. ``N``: ``N / process_count`` devices of each
-    process (the first ones), so every process takes an equal part of each batch.
+    ``None`` or ``"all"``: every device of every process. ``N``: ``N / process_count`` devices
+    of each process (the first ones), so every process takes an equal part of each batch. A
+    list of devices (or a `Mesh`): those devices.
     """
     by_process = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
     count = jax.process_count()
-    if requested is None:
+    if requested is None or requested == "all":
         return by_process
+    if isinstance(requested, str):
+        raise ParallelError(f"devices={requested!r}: expected a count, 'all' or a list of devices")
+    if not isinstance(requested, int):
+        listed = device_list(requested)
+        known = set(by_process)
+        if not listed or any(d not in known for d in listed):
+            raise ParallelError(
+                f"devices={listed!r}: expected a non-empty list of this run's devices "
+                "(jax.devices())"
+            )
+        return sorted(listed, key=lambda d: (d.process_index, d.id))
     if requested < 1 or requested > len(by_process):
         raise ParallelError(
-            f"--devices {requested}: this run has {len(by_process)} "
-            f"{jax.default_backend()} device(s)"
+            f"devices={requested}: this run has {len(by_process)} {jax.default_backend()} device(s)"
         )
     if requested % count:
         raise ParallelError(
-            f"--devices {requested} is not divisible by the {count} processes; "
+            f"devices={requested} is not divisible by the {count} processes; "
             "every process must take the same number of devices"
         )
     per = requested // count
@@ -153,8 +173,8 @@ class DataParallel:
         if batch_size % self.size:
             raise ParallelError(
                 f"batch size {batch_size} is not divisible by the {self.size} devices of data "
-                f"parallelism; use a multiple of {self.size}, or fewer devices (--devices N, "
-                "FitConfig(devices=N); 1 trains on one device)"
+                f"parallelism; use a multiple of {self.size}, or fewer devices "
+                "(FitConfig(devices=N); 1 trains on one device)"
             )
 
     def global_array(self, local: np.ndarray, axis: int) -> jax.Array:
@@ -178,9 +198,9 @@ class DataParallel:
         return jax.tree_util.tree_map(put, tree)
 
 
-def data_parallel(devices: int | None = None) -> DataParallel | None:
+def data_parallel(devices: Devices = None) -> DataParallel | None:
     """The data-parallel layout for `devices` (see the module docstring), or None for the
-    single-device program."""
+    single-device program: an int, "all", a list of devices or a `Mesh`; None is automatic."""
     if devices is None and jax.process_count() == 1 and jax.default_backend() == "cpu":
         return None
     chosen = select_devices(devices)

@@ -1,11 +1,22 @@
-"""Network architecture as data: immutable layer specs, three ways in (Python, text, JSON).
+"""Network architecture as data: immutable layer specs and blocks, read from Python or JSON.
 
 Every reader of a network (the analytic report, the Flax model, the inspection tools) reads
 one `NetSpec`, so the numbers printed beside an accuracy describe the very network trained.
 Semantics follow Keras: padding "valid" by default, pool strides default to the window, and
 TensorFlow's SAME rule (pad total = max((out - 1) * s + k - n, 0), extra pixel bottom/right).
 
-This module is pure Python: it never imports JAX.
+A spec is a chain of layers in which two blocks may branch, nested at will: `Residual`
+(main(x) + shortcut(x), then an optional activation) and `Concat` (channel concatenation of
+its branches). `NetSpec.nodes()` lists every layer and every merge in execution order with a
+unique name (given, or Keras-style generated) and a path such as `residual/main/conv2d_1`;
+the report, the Flax model and the inspection tools all key their rows by those names.
+
+The text form lives in `cnnjax.grammar` and `load_spec` (zoo names, files) in
+`cnnjax.loading`: both import this module, never the other way round.
+
+This module is pure Python: it never imports JAX. It is over 500 lines because the layer
+types, their shape rules and the graph walk that names and validates them are one vocabulary
+that every other room reads; the text form and loading already live elsewhere.
 """
 
 from __future__ import annotations
@@ -13,19 +24,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Union
+
+from cnnjax.errors import SpecError
 
 Pair = tuple[int, int]
 Padding = Union[str, tuple[Pair, Pair]]  # noqa: UP007  ("valid" | "same" | ((t, b), (l, r)))
 
 ACTIVATIONS = ("linear", "relu", "sigmoid", "softmax", "tanh", "gelu", "elu", "swish")
-
-
-class SpecError(ValueError):
-    """An invalid architecture: the message names the layer index, the layer and the shapes."""
 
 
 # --------------------------------------------------------------------------- normalisers
@@ -85,13 +94,22 @@ def _positive_pair(value: Pair, what: str) -> None:
 
 @dataclass(frozen=True)
 class Layer:
-    """Base class of all layer specs; `type` is the JSON / registry name."""
+    """Base class of all layer specs; `type` is the JSON / registry name.
+
+    `name` (keyword only, optional) names the layer in reports, the Flax parameter tree and
+    inspection; it must be unique in a spec. Unnamed layers get Keras-style names (conv2d_1).
+    """
 
     type: ClassVar[str] = ""
+    name: str = field(default="", kw_only=True)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.type}
+        if self.name:
+            out["name"] = self.name
         for f in dataclasses.fields(self):
+            if f.name == "name":
+                continue
             value = getattr(self, f.name)
             if isinstance(value, tuple):
                 value = [list(v) if isinstance(v, tuple) else v for v in value]
@@ -262,6 +280,102 @@ class BatchNorm(Layer):
         object.__setattr__(self, "epsilon", float(self.epsilon))
 
 
+@dataclass(frozen=True)
+class Activation(Layer):
+    """An activation on its own (Keras `Activation`), e.g. the ReLU after a batch norm."""
+
+    type: ClassVar[str] = "activation"
+    activation: str = "relu"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "activation", _activation(self.activation))
+
+    def describe(self) -> str:
+        return f"Activation({self.activation})"
+
+
+def _layer_tuple(value: Any, what: str) -> tuple[Layer, ...]:
+    if isinstance(value, (Layer, str, bytes)):
+        raise SpecError(f"{what} must be a list of layers, got {value!r}")
+    try:
+        layers = tuple(value)
+    except TypeError:
+        raise SpecError(f"{what} must be a list of layers, got {value!r}") from None
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, Layer):
+            raise SpecError(f"{what} item {i}: expected a layer spec, got {layer!r}")
+    return layers
+
+
+@dataclass(frozen=True)
+class Residual(Layer):
+    """A residual block: main(x) + shortcut(x), then `activation` (ResNet v1: ReLU after the
+    add). An empty `shortcut` is the identity; `main` may not be empty."""
+
+    type: ClassVar[str] = "residual"
+    main: tuple[Layer, ...] = ()
+    shortcut: tuple[Layer, ...] = ()
+    activation: str = "linear"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "main", _layer_tuple(self.main, "residual main"))
+        object.__setattr__(self, "shortcut", _layer_tuple(self.shortcut, "residual shortcut"))
+        object.__setattr__(self, "activation", _activation(self.activation))
+
+    @property
+    def paths(self) -> tuple[tuple[str, tuple[Layer, ...]], ...]:
+        """The block's paths, each (label, layers), in execution order."""
+        return (("main", self.main), ("shortcut", self.shortcut))
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type}
+        if self.name:
+            out["name"] = self.name
+        out["main"] = [layer.to_dict() for layer in self.main]
+        out["shortcut"] = [layer.to_dict() for layer in self.shortcut]
+        out["activation"] = None if self.activation == "linear" else self.activation
+        return out
+
+    def describe(self) -> str:
+        return "Add" if self.activation == "linear" else f"Add+{self.activation}"
+
+
+@dataclass(frozen=True, init=False)
+class Concat(Layer):
+    """Channel concatenation of parallel branches (Inception): `Concat([...], [...], ...)`.
+    An empty branch passes its input through (DenseNet-style)."""
+
+    type: ClassVar[str] = "concat"
+    branches: tuple[tuple[Layer, ...], ...] = ()
+
+    def __init__(self, *branches: Iterable[Layer], name: str = "") -> None:
+        if not branches:
+            raise SpecError("a concat block needs at least one branch (a list of layers)")
+        object.__setattr__(
+            self,
+            "branches",
+            tuple(_layer_tuple(b, f"concat branch {i}") for i, b in enumerate(branches)),
+        )
+        object.__setattr__(self, "name", name)
+
+    @property
+    def paths(self) -> tuple[tuple[str, tuple[Layer, ...]], ...]:
+        return tuple((f"branch{i}", b) for i, b in enumerate(self.branches))
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type}
+        if self.name:
+            out["name"] = self.name
+        out["branches"] = [[layer.to_dict() for layer in b] for b in self.branches]
+        return out
+
+    def describe(self) -> str:
+        return f"Concat({len(self.branches)})"
+
+
+Block = Union[Residual, Concat]  # noqa: UP007
+BLOCK_TYPES = (Residual, Concat)
+
 LAYER_TYPES: dict[str, type[Layer]] = {
     cls.type: cls
     for cls in (
@@ -274,8 +388,30 @@ LAYER_TYPES: dict[str, type[Layer]] = {
         Dense,
         Dropout,
         BatchNorm,
+        Activation,
+        Residual,
+        Concat,
     )
 }
+
+# Keras-style base names of generated layer names (conv2d, conv2d_1, ...).
+KERAS_NAMES: dict[type[Layer], str] = {
+    Conv: "conv2d",
+    DepthwiseConv: "depthwise_conv2d",
+    MaxPool: "max_pooling2d",
+    AvgPool: "average_pooling2d",
+    Flatten: "flatten",
+    GlobalAvgPool: "global_average_pooling2d",
+    Dense: "dense",
+    Dropout: "dropout",
+    BatchNorm: "batch_normalization",
+    Activation: "activation",
+    Residual: "residual",
+    Concat: "concat",
+}
+
+# The row type of a block's merge in reports ("add" as Keras' `Add`, "concatenate").
+MERGE_TYPES: dict[type[Layer], str] = {Residual: "add", Concat: "concatenate"}
 
 
 # --------------------------------------------------------------------------- shape rules
@@ -319,8 +455,9 @@ def _fmt(shape: Sequence[int]) -> str:
     return "x".join(str(s) for s in shape)
 
 
-def layer_output_shape(layer: Layer, shape: tuple[int, ...], index: int) -> tuple[int, ...]:
-    """The output shape of `layer` on an input of `shape` (no batch axis), or a SpecError."""
+def layer_output_shape(layer: Layer, shape: tuple[int, ...], index: int | str) -> tuple[int, ...]:
+    """The output shape of a plain `layer` on an input of `shape` (no batch axis), or a SpecError
+    naming the layer by `index` (its position, or its path inside a block)."""
 
     def fail(msg: str) -> SpecError:
         return SpecError(f"layer {index} ({layer.describe()}): {msg}")
@@ -362,9 +499,143 @@ def layer_output_shape(layer: Layer, shape: tuple[int, ...], index: int) -> tupl
                 f"needs a vector input, got {_fmt(shape)}: add a Flatten or GlobalAvgPool before it"
             )
         return (layer.units,)
-    if isinstance(layer, (Dropout, BatchNorm)):
+    if isinstance(layer, (Dropout, BatchNorm, Activation)):
         return shape
     raise fail(f"unknown layer type {type(layer).__name__}")
+
+
+# --------------------------------------------------------------------------- the graph
+
+
+@dataclass(frozen=True)
+class Node:
+    """One row of a network in execution order: a layer, or the merge that ends a block.
+
+    `name` is unique in the spec (the given name, or a generated Keras-style one); `path` adds
+    the enclosing blocks and their paths (`residual/main/conv2d_1`); a merge's `name` and
+    `path` are its block's, and `inputs` are the paths of the branches it merges."""
+
+    index: int
+    name: str
+    path: str
+    layer: Layer
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    is_merge: bool = False
+    inputs: tuple[str, ...] = ()
+
+    @property
+    def type(self) -> str:
+        return MERGE_TYPES[type(self.layer)] if self.is_merge else self.layer.type
+
+
+def _given_names(layers: Sequence[Layer], seen: dict[str, str], where: str) -> None:
+    for i, layer in enumerate(layers):
+        label = f"{where}{i}"
+        if layer.name:
+            if not isinstance(layer.name, str) or "/" in layer.name or not layer.name.strip():
+                raise SpecError(
+                    f"layer {label} ({layer.describe()}): name must be a non-empty string "
+                    f"without '/', got {layer.name!r}"
+                )
+            if layer.name in seen:
+                raise SpecError(
+                    f"layer name {layer.name!r} is used twice (layers {seen[layer.name]} and "
+                    f"{label}); names must be unique in a spec"
+                )
+            seen[layer.name] = label
+        if isinstance(layer, BLOCK_TYPES):
+            for path, sub in layer.paths:
+                _given_names(sub, seen, f"{label}/{path}/")
+
+
+class _Walker:
+    """Names every layer and infers every shape, depth first in execution order."""
+
+    def __init__(self, layers: Sequence[Layer]) -> None:
+        given: dict[str, str] = {}
+        _given_names(layers, given, "")
+        self.taken = set(given)
+        self.counts: Counter[str] = Counter()
+        self.nodes: list[Node] = []
+
+    def name(self, layer: Layer) -> str:
+        if layer.name:
+            return layer.name
+        base = KERAS_NAMES.get(type(layer), type(layer).__name__.lower())
+        while True:
+            n = self.counts[base]
+            self.counts[base] += 1
+            candidate = base if n == 0 else f"{base}_{n}"
+            if candidate not in self.taken:
+                self.taken.add(candidate)
+                return candidate
+
+    def chain(
+        self, layers: Sequence[Layer], shape: tuple[int, ...], prefix: str
+    ) -> tuple[int, ...]:
+        for i, layer in enumerate(layers):
+            name = self.name(layer)
+            path = prefix + name
+            label: int | str = i if not prefix else path
+            if isinstance(layer, BLOCK_TYPES):
+                shape = self.block(layer, shape, path, label)
+            else:
+                out = layer_output_shape(layer, shape, label)
+                self.nodes.append(Node(len(self.nodes), name, path, layer, shape, out))
+                shape = out
+        return shape
+
+    def block(
+        self, block: Block, shape: tuple[int, ...], path: str, label: int | str
+    ) -> tuple[int, ...]:
+        where = f"layer {label} ({block.type} {path!r})"
+        if isinstance(block, Residual) and not block.main:
+            raise SpecError(f"{where}: the main path is empty; a residual block needs layers")
+        outs = [(f"{path}/{p}", self.chain(sub, shape, f"{path}/{p}/")) for p, sub in block.paths]
+        if isinstance(block, Residual):
+            (a, sa), (b, sb) = outs
+            if sa != sb:
+                raise SpecError(
+                    f"{where}: cannot add {a} ({_fmt(sa)}) and {b} ({_fmt(sb)}); "
+                    "an add needs equal shapes (give the shortcut a projection, e.g. a 1x1 "
+                    "conv with the main path's stride and filters)"
+                )
+            out = sa
+        else:
+            ranks = {len(s) for _, s in outs}
+            if len(ranks) > 1:
+                spatial = next(p for p, s in outs if len(s) == 3)
+                flat = next(p for p, s in outs if len(s) == 1)
+                raise SpecError(
+                    f"{where}: branch {flat} ({_fmt(dict(outs)[flat])}) is a vector but "
+                    f"{spatial} ({_fmt(dict(outs)[spatial])}) stays spatial; a flatten, "
+                    "global pool or dense inside one branch needs one in every branch"
+                )
+            if ranks == {3}:
+                first, s0 = outs[0]
+                for p, s in outs[1:]:
+                    if s[:2] != s0[:2]:
+                        raise SpecError(
+                            f"{where}: cannot concatenate {first} ({_fmt(s0)}) and {p} "
+                            f"({_fmt(s)}); branches need equal height and width"
+                        )
+                out = (*s0[:2], sum(s[2] for _, s in outs))
+            else:
+                out = (sum(s[0] for _, s in outs),)
+        self.nodes.append(
+            Node(
+                len(self.nodes),
+                path.rsplit("/", 1)[-1],
+                path,
+                block,
+                shape,
+                out,
+                is_merge=True,
+                inputs=tuple(p for p, _ in outs),
+            )
+        )
+        return out
 
 
 # --------------------------------------------------------------------------- the network
@@ -392,14 +663,22 @@ class NetSpec:
             if not isinstance(layer, Layer):
                 raise SpecError(f"layer {i}: expected a layer spec, got {layer!r}")
         object.__setattr__(self, "layers", layers)
-        self.shapes()  # validate now: one clear error at construction time
+        self.nodes()  # validate now: one clear error at construction time
+
+    def nodes(self) -> list[Node]:
+        """Every layer and every merge in execution order, named, with its shapes."""
+        walker = _Walker(self.layers)
+        walker.chain(self.layers, self.input_shape, "")
+        return walker.nodes
 
     def shapes(self) -> list[tuple[int, ...]]:
-        """Input shape followed by each layer's output shape (no batch axis)."""
-        shapes: list[tuple[int, ...]] = [self.input_shape]
-        for i, layer in enumerate(self.layers):
-            shapes.append(layer_output_shape(layer, shapes[-1], i))
-        return shapes
+        """Input shape followed by each top-level layer's (or block's) output shape."""
+        return [self.input_shape, *(n.output_shape for n in self.nodes() if "/" not in n.path)]
+
+    @property
+    def is_chain(self) -> bool:
+        """True when no layer is a block (a plain sequential network)."""
+        return not any(isinstance(layer, BLOCK_TYPES) for layer in self.layers)
 
     @property
     def output_shape(self) -> tuple[int, ...]:
@@ -420,7 +699,20 @@ class NetSpec:
         return json.dumps(self.to_dict(), indent=indent)
 
     def to_text(self) -> str:
-        return to_text(self)
+        """The compact text form, written by `cnnjax.grammar` (which registers itself here)."""
+        if _text_writer is None:  # pragma: no cover - cnnjax/__init__ imports cnnjax.grammar
+            raise SpecError("the text form needs cnnjax.grammar (import cnnjax first)")
+        return _text_writer(self)
+
+
+# `cnnjax.grammar` registers its writer here, so that this module never imports the grammar.
+_text_writer: Callable[[NetSpec], str] | None = None
+
+
+def register_text_writer(writer: Callable[[NetSpec], str]) -> None:
+    """Called once by `cnnjax.grammar`: the function behind `NetSpec.to_text()`."""
+    global _text_writer
+    _text_writer = writer
 
 
 def sequential(input_shape: Sequence[int], *layers: Layer, name: str = "") -> NetSpec:
@@ -431,8 +723,8 @@ def sequential(input_shape: Sequence[int], *layers: Layer, name: str = "") -> Ne
 # --------------------------------------------------------------------------- JSON
 
 
-def layer_from_dict(d: Mapping[str, Any], index: int = 0) -> Layer:
-    """One layer from its JSON object; unknown types or keys are a SpecError."""
+def layer_from_dict(d: Mapping[str, Any], index: int | str = 0) -> Layer:
+    """One layer (or block) from its JSON object; unknown types or keys are a SpecError."""
     if not isinstance(d, Mapping) or "type" not in d:
         raise SpecError(f"layer {index}: expected an object with a 'type' key, got {d!r}")
     kind = str(d["type"])
@@ -451,11 +743,33 @@ def layer_from_dict(d: Mapping[str, Any], index: int = 0) -> Layer:
             f"allowed: {', '.join(sorted(names)) or 'none'}"
         )
     try:
+        if cls is Residual:
+            for key in ("main", "shortcut"):
+                if key in kwargs:
+                    kwargs[key] = _layers_from_list(kwargs[key], f"{index}/{key}/")
+        if cls is Concat:
+            branches = kwargs.pop("branches", None)
+            if not isinstance(branches, list) or not branches:
+                raise SpecError(
+                    f"'branches' must be a non-empty list of layer lists, got {branches!r}"
+                )
+            return Concat(
+                *(_layers_from_list(b, f"{index}/branch{i}/") for i, b in enumerate(branches)),
+                **kwargs,
+            )
         return cls(**kwargs)
     except SpecError as err:
+        if str(err).startswith("layer "):  # already names a layer inside the block
+            raise
         raise SpecError(f"layer {index} ({kind}): {err}") from None
     except TypeError as err:
         raise SpecError(f"layer {index} ({kind}): {err}") from None
+
+
+def _layers_from_list(raw: Any, where: str) -> tuple[Layer, ...]:
+    if not isinstance(raw, list):
+        raise SpecError(f"layer {where.rstrip('/')}: expected a list of layers, got {raw!r}")
+    return tuple(layer_from_dict(x, f"{where}{i}") for i, x in enumerate(raw))  # type: ignore[arg-type]
 
 
 def from_dict(d: Mapping[str, Any]) -> NetSpec:
@@ -480,223 +794,16 @@ def from_dict(d: Mapping[str, Any]) -> NetSpec:
 
 
 def from_json(text: str) -> NetSpec:
+    """A `NetSpec` from JSON text; anything but a valid spec is one `SpecError`."""
     try:
         data = json.loads(text)
+        return from_dict(data)
     except json.JSONDecodeError as err:
         raise SpecError(f"not valid JSON: {err}") from None
-    return from_dict(data)
-
-
-# --------------------------------------------------------------------------- text form
-#
-#   in28x28x1-conv32x3-pool2-conv32x3-pool2-flatten-dense128-dense10
-#
-# Tokens are joined by '-'. Conv and dense default to ReLU, except the last dense layer,
-# the classifier head, which defaults to softmax (sigmoid for one unit). ':act' overrides.
-#   conv{F}x{K}[x{K2}][s{S}][d{D}][same|valid][nb][:act]   conv32x3, conv64x3x5s2same:linear
-#   dw{K}[m{M}][s{S}][d{D}][same|valid][nb][:act]          depthwise, multiplier M
-#   pool{K}[s{S}][same] / maxpool{K}... / avgpool{K}...    max pool is the default pool
-#   flatten | gap | bn | drop{RATE} | dense{U}[nb][:act]   gap = global average pool
-#   in{H}x{W}x{C}                                          optional first token, default 28x28x1
-
-_CONV_RE = re.compile(
-    r"^conv(?P<f>\d+)x(?P<kh>\d+)(?:x(?P<kw>\d+))?(?:s(?P<s>\d+))?(?:d(?P<d>\d+))?"
-    r"(?P<pad>same|valid)?(?P<nb>nb)?(?::(?P<act>[a-z]+))?$"
-)
-_DW_RE = re.compile(
-    r"^dw(?P<kh>\d+)(?:x(?P<kw>\d+))?(?:m(?P<m>\d+))?(?:s(?P<s>\d+))?(?:d(?P<d>\d+))?"
-    r"(?P<pad>same|valid)?(?P<nb>nb)?(?::(?P<act>[a-z]+))?$"
-)
-_POOL_RE = re.compile(
-    r"^(?P<kind>pool|maxpool|avgpool)(?P<kh>\d+)(?:x(?P<kw>\d+))?(?:s(?P<s>\d+))?(?P<pad>same|valid)?$"
-)
-_DENSE_RE = re.compile(r"^dense(?P<u>\d+)(?P<nb>nb)?(?::(?P<act>[a-z]+))?$")
-_DROP_RE = re.compile(r"^drop(?:out)?(?P<r>0?\.\d+|0)$")
-_IN_RE = re.compile(r"^in(?P<h>\d+)x(?P<w>\d+)x(?P<c>\d+)$")
-
-DEFAULT_TEXT_INPUT = (28, 28, 1)
-
-
-def _kernel(m: re.Match[str]) -> Pair:
-    kh = int(m["kh"])
-    return (kh, int(m["kw"]) if m["kw"] else kh)
-
-
-def from_text(text: str, input_shape: Sequence[int] | None = None) -> NetSpec:
-    """Parse the compact text form (see the grammar above this function)."""
-    tokens = [t.strip().lower() for t in text.strip().split("-")]
-    if not tokens or any(not t for t in tokens):
-        raise SpecError(f"empty layer token in {text!r} (tokens are joined by a single '-')")
-    shape: Sequence[int] = DEFAULT_TEXT_INPUT
-    m = _IN_RE.match(tokens[0])
-    if m:
-        shape = (int(m["h"]), int(m["w"]), int(m["c"]))
-        tokens = tokens[1:]
-    if input_shape is not None:
-        shape = tuple(input_shape)
-    dense_positions = [i for i, t in enumerate(tokens) if t.startswith("dense")]
-    head = dense_positions[-1] if dense_positions else -1
-    layers: list[Layer] = []
-    for i, tok in enumerate(tokens):
-        try:
-            layers.append(_parse_token(tok, is_head=(i == head)))
-        except SpecError as err:
-            raise SpecError(f"layer {i} ({tok!r}): {err}") from None
-    return NetSpec(tuple(shape), tuple(layers))  # type: ignore[arg-type]
-
-
-def _parse_token(tok: str, is_head: bool) -> Layer:
-    if m := _CONV_RE.match(tok):
-        s, d = int(m["s"] or 1), int(m["d"] or 1)
-        return Conv(
-            int(m["f"]),
-            _kernel(m),
-            (s, s),
-            m["pad"] or "valid",
-            (d, d),
-            not m["nb"],
-            m["act"] or "relu",
-        )
-    if m := _DW_RE.match(tok):
-        s, d = int(m["s"] or 1), int(m["d"] or 1)
-        return DepthwiseConv(
-            _kernel(m),
-            int(m["m"] or 1),
-            (s, s),
-            m["pad"] or "valid",
-            (d, d),
-            not m["nb"],
-            m["act"] or "relu",
-        )
-    if m := _POOL_RE.match(tok):
-        cls = AvgPool if m["kind"] == "avgpool" else MaxPool
-        k = _kernel(m)
-        strides = (int(m["s"]), int(m["s"])) if m["s"] else None
-        return cls(k, strides, m["pad"] or "valid")
-    if m := _DENSE_RE.match(tok):
-        units = int(m["u"])
-        default = ("sigmoid" if units == 1 else "softmax") if is_head else "relu"
-        return Dense(units, m["act"] or default, not m["nb"])
-    if m := _DROP_RE.match(tok):
-        return Dropout(float(m["r"]))
-    if tok == "flatten":
-        return Flatten()
-    if tok in ("gap", "globalavgpool"):
-        return GlobalAvgPool()
-    if tok in ("bn", "batchnorm"):
-        return BatchNorm()
-    raise SpecError(
-        "not a layer token; expected conv{F}x{K}, dw{K}, pool{K}, avgpool{K}, flatten, gap, bn, "
-        "drop{RATE}, dense{U} (e.g. conv32x3-pool2-flatten-dense10)"
-    )
-
-
-def _text_conv_suffix(layer: Conv | DepthwiseConv, default_act: str) -> str:
-    out = ""
-    if layer.strides[0] != layer.strides[1] or layer.dilation[0] != layer.dilation[1]:
-        raise SpecError(f"{layer.describe()}: unequal strides/dilation have no text form; use JSON")
-    if layer.strides[0] != 1:
-        out += f"s{layer.strides[0]}"
-    if layer.dilation[0] != 1:
-        out += f"d{layer.dilation[0]}"
-    if not isinstance(layer.padding, str):
-        raise SpecError(f"{layer.describe()}: explicit padding has no text form; use JSON")
-    if layer.padding == "same":
-        out += "same"
-    if not layer.use_bias:
-        out += "nb"
-    if layer.activation != default_act:
-        out += f":{layer.activation}"
-    return out
-
-
-def _kernel_text(k: Pair) -> str:
-    return f"{k[0]}" if k[0] == k[1] else f"{k[0]}x{k[1]}"
-
-
-def to_text(spec: NetSpec) -> str:
-    """The compact text form of a spec; `from_text(to_text(s)) == s` where a text form exists."""
-    dense_positions = [i for i, layer in enumerate(spec.layers) if isinstance(layer, Dense)]
-    head = dense_positions[-1] if dense_positions else -1
-    tokens = ["in{}x{}x{}".format(*spec.input_shape)]
-    for i, layer in enumerate(spec.layers):
-        if isinstance(layer, Conv):
-            tokens.append(
-                f"conv{layer.filters}x{_kernel_text(layer.kernel)}"
-                + _text_conv_suffix(layer, "relu")
-            )
-        elif isinstance(layer, DepthwiseConv):
-            mult = f"m{layer.depth_multiplier}" if layer.depth_multiplier != 1 else ""
-            tokens.append(
-                f"dw{_kernel_text(layer.kernel)}{mult}" + _text_conv_suffix(layer, "relu")
-            )
-        elif isinstance(layer, _Pool):
-            kind = "avgpool" if isinstance(layer, AvgPool) else "pool"
-            if not isinstance(layer.padding, str) or layer.strides[0] != layer.strides[1]:
-                raise SpecError(f"layer {i} ({layer.describe()}): no text form; use JSON")
-            s = f"s{layer.strides[0]}" if layer.strides != layer.window else ""
-            pad = "same" if layer.padding == "same" else ""
-            tokens.append(f"{kind}{_kernel_text(layer.window)}{s}{pad}")
-        elif isinstance(layer, Dense):
-            default = ("sigmoid" if layer.units == 1 else "softmax") if i == head else "relu"
-            nb = "" if layer.use_bias else "nb"
-            act = f":{layer.activation}" if layer.activation != default else ""
-            tokens.append(f"dense{layer.units}{nb}{act}")
-        elif isinstance(layer, Dropout):
-            tokens.append(f"drop{layer.rate:g}")
-        elif isinstance(layer, Flatten):
-            tokens.append("flatten")
-        elif isinstance(layer, GlobalAvgPool):
-            tokens.append("gap")
-        elif isinstance(layer, BatchNorm):
-            if (layer.momentum, layer.epsilon) != (0.99, 1e-3):
-                raise SpecError(f"layer {i} (BatchNorm): non-default settings have no text form")
-            tokens.append("bn")
-    return "-".join(tokens)
-
-
-# --------------------------------------------------------------------------- one entry point
-
-
-def load_spec(
-    source: str | NetSpec | Mapping[str, Any], input_shape: Sequence[int] | None = None
-) -> NetSpec:
-    """A spec from a zoo name, a JSON file path, a JSON string, a text form, or a dict."""
-    if isinstance(source, NetSpec):
-        spec = source
-    elif isinstance(source, Mapping):
-        spec = from_dict(source)
-    else:
-        spec = _load_string(str(source))
-    if input_shape is not None and tuple(input_shape) != spec.input_shape:
-        spec = spec.with_input(input_shape)
-    return spec
-
-
-def _load_string(text: str) -> NetSpec:
-    from pathlib import Path
-
-    from cnnjax import zoo
-
-    stripped = text.strip()
-    if stripped in zoo.ZOO:
-        return zoo.get(stripped)
-    if stripped.startswith("{"):
-        return from_json(stripped)
-    if stripped.endswith(".json") or "/" in stripped:
-        path = Path(stripped)
-        if not path.is_file():
-            raise SpecError(f"spec file not found: {path}")
-        return from_json(path.read_text())
-    try:
-        return from_text(stripped)
-    except SpecError as err:
-        if "-" in stripped:  # a text form with a bad layer: the error says which
-            raise
-        close = [n for n in zoo.ZOO if n.startswith(stripped[:4])]
-        hint = f"did you mean {close[0]}?" if close else f"zoo names: {', '.join(zoo.ZOO)}"
+    except RecursionError:
         raise SpecError(
-            f"{stripped!r} is neither a zoo name nor a valid text form ({err}); {hint}"
+            "the JSON is nested too deeply to be a spec (a spec is an object with a list of "
+            "layers; blocks nest a few levels at most)"
         ) from None
 
 

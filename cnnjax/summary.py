@@ -1,4 +1,8 @@
-"""Format the analytic report as a Keras-like text table, Markdown, or JSON (no JAX)."""
+"""Format the analytic report as a Keras-like text table, Markdown, or JSON (no JAX).
+
+A graph's rows are named by their path (`residual/main/conv2d_1`), one row per layer of every
+path and one per merge (`residual (Add+relu)`), in execution order; a chain's path is its name.
+"""
 
 from __future__ import annotations
 
@@ -46,7 +50,7 @@ def _row(r: LayerReport) -> tuple[str, ...]:
     if r.effective_padding_end and r.effective_padding_end != (0, 0):
         pad += f" (+{_pair(r.effective_padding_end, ',')})"
     return (
-        f"{r.name} ({r.description})",
+        f"{r.path or r.name} ({r.description})",
         _shape(r.output_shape),
         _count(r.params),
         f"{_count(r.values)} ({r.values_fraction:.3g}x)",
@@ -58,7 +62,7 @@ def _row(r: LayerReport) -> tuple[str, ...]:
 
 
 def _totals(report: NetReport) -> list[str]:
-    spatial = [r for r in report.layers if not r.is_global]
+    spatial = [r for r in report.layers if not r.is_global and r.receptive_field is not None]
     lines = [
         f"Total params: {_count(report.total_params)}",
         f"Trainable params: {_count(report.trainable_params)}",
@@ -71,7 +75,7 @@ def _totals(report: NetReport) -> list[str]:
     if spatial:
         last = spatial[-1]
         lines.append(
-            f"Last spatial layer {last.name}: {last.output_shape[0]}x{last.output_shape[1]} units, "
+            f"Last spatial layer {last.path or last.name}: {last.output_shape[0]}x{last.output_shape[1]} units, "
             f"each sees a {_pair(last.receptive_field)} window of the "
             f"{report.input_shape[0]}x{report.input_shape[1]} input"
         )

@@ -6,7 +6,11 @@ The experiment itself lives in `cnnjax/experiments/kernel_vs_filters.py`; this s
 
 import sys
 
-from cnnjax.cli import main
+import cnnjax
+
+cnnjax.configure_xla()  # before anything imports JAX
+
+from cnnjax.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main(["experiment", "kernel_vs_filters", *sys.argv[1:]]))

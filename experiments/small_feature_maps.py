@@ -6,7 +6,11 @@ The experiment itself lives in `cnnjax/experiments/small_feature_maps.py`; this 
 
 import sys
 
-from cnnjax.cli import main
+import cnnjax
+
+cnnjax.configure_xla()  # before anything imports JAX
+
+from cnnjax.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main(["experiment", "small_feature_maps", *sys.argv[1:]]))

@@ -1,4 +1,4 @@
-"""Hypothesis strategies that generate valid and invalid network specs."""
+"""Hypothesis strategies that generate valid and invalid network specs, chains and graphs."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from cnnjax.spec import (
     AvgPool,
     BatchNorm,
+    Concat,
     Conv,
     Dense,
     DepthwiseConv,
@@ -16,6 +17,7 @@ from cnnjax.spec import (
     GlobalAvgPool,
     MaxPool,
     NetSpec,
+    Residual,
     SpecError,
 )
 
@@ -106,3 +108,93 @@ def linear_rf_specs(draw, with_max_pool: bool = False):
         return NetSpec(shape, tuple(body))
     except SpecError:
         assume(False)
+
+
+# --------------------------------------------------------------------------- graphs
+
+
+@st.composite
+def aligned_layers(draw, strides=(1, 1), linear: bool = False, channels: int | None = None):
+    """A conv, depthwise conv or average pool whose padding keeps the centre offset: odd
+    (dilated) kernel, symmetric padding of half of it, so paths stay aligned at any stride."""
+    kind = draw(st.sampled_from(["conv", "depthwise", "avg"]))
+    k = (draw(st.sampled_from([1, 3])), draw(st.sampled_from([1, 3])))
+    if kind == "avg":
+        return AvgPool(k, strides, ((k[0] // 2,) * 2, (k[1] // 2,) * 2))
+    d = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    pad = ((d[0] * (k[0] // 2),) * 2, (d[1] * (k[1] // 2),) * 2)
+    act = "linear" if linear else draw(st.sampled_from(["linear", "relu"]))
+    if kind == "conv" or channels is not None:
+        filters = channels if channels is not None else draw(st.integers(1, 4))
+        return Conv(filters, k, strides, pad, d, draw(st.booleans()), act)
+    return DepthwiseConv(k, draw(st.integers(1, 2)), strides, pad, d, draw(st.booleans()), act)
+
+
+@st.composite
+def aligned_paths(draw, strides, linear: bool = False, depth: int = 1, min_size: int = 1):
+    """A path of aligned layers (maybe a nested block) whose strides multiply to `strides`."""
+    n = draw(st.integers(min_size, 3))
+    if n == 0:
+        return []
+    where = draw(st.integers(0, n - 1))  # the one layer that carries the stride
+    path = []
+    for i in range(n):
+        s = strides if i == where else (1, 1)
+        if depth > 0 and s == (1, 1) and draw(st.integers(0, 3)) == 0:
+            path.append(draw(blocks(linear=linear, depth=depth - 1)))
+        else:
+            path.append(draw(aligned_layers(s, linear)))
+    return path
+
+
+@st.composite
+def blocks(draw, linear: bool = False, depth: int = 1):
+    """An aligned residual or concat block (nestable): every path ends on the same grid."""
+    strides = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    if draw(st.booleans()):
+        main = draw(aligned_paths(strides, linear, depth))
+        channels = draw(st.integers(1, 4))
+        main.append(draw(aligned_layers((1, 1), linear, channels=channels)))
+        # The shortcut projects to the main path's channels and stride (a 1x1 conv).
+        shortcut = [Conv(channels, 1, strides, use_bias=draw(st.booleans()))]
+        act = "linear" if linear else draw(st.sampled_from(["linear", "relu"]))
+        return Residual(main, shortcut, act)
+    n = draw(st.integers(1, 3))
+    branches = [draw(aligned_paths(strides, linear, depth)) for _ in range(n)]
+    if strides == (1, 1) and draw(st.booleans()):
+        branches.append([])  # an identity branch (DenseNet style)
+    return Concat(*branches)
+
+
+@st.composite
+def graph_specs(draw, linear: bool = False, head: bool = True):
+    """Valid specs with at least one aligned residual or concat block, maybe nested."""
+    shape = (draw(st.integers(6, 16)), draw(st.integers(6, 16)), draw(st.integers(1, 3)))
+    body = draw(
+        st.lists(st.one_of(blocks(linear), aligned_layers((1, 1), linear)), min_size=1, max_size=3)
+    )
+    body.append(draw(blocks(linear)))
+    if not linear and draw(st.booleans()):
+        body.insert(draw(st.integers(0, len(body))), BatchNorm())
+    tail = draw(st.sampled_from([(), (GlobalAvgPool(), Dense(3)), (Flatten(), Dense(2))]))
+    try:
+        return NetSpec(shape, (*body, *(tail if head else ())))
+    except SpecError:
+        assume(False)
+
+
+@st.composite
+def misaligned_specs(draw):
+    """Specs with one block whose paths land on the same shape but different centre offsets:
+    an odd kernel padded on one side only, beside an identity or 1x1 path."""
+    c = draw(st.integers(1, 3))
+    shape = (draw(st.integers(6, 14)), draw(st.integers(6, 14)), c)
+    k = draw(st.sampled_from([3, 5]))
+    lopsided = Conv(c, k, 1, ((0, k - 1), (0, k - 1)))
+    other = draw(st.sampled_from([[], [Conv(c, 1)]]))
+    if draw(st.booleans()):
+        block = Residual([lopsided], other, "relu")
+    else:
+        block = Concat(other, [lopsided])
+    prefix = draw(st.lists(aligned_layers((1, 1), channels=c), max_size=2))
+    return NetSpec(shape, (*prefix, block))

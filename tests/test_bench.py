@@ -70,3 +70,59 @@ def test_quick_mode_writes_the_table(bench, tmp_path: Path, monkeypatch) -> None
     assert md.count("not installed") == 3
     assert "| cnnjax (JAX/Flax) | cnnjax " in md
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporaries
+
+
+def _layer_list_params(layers, shape) -> int:
+    """Trainable parameters of a side-by-side layer list, counted as the peers build it."""
+    h, w, c = shape
+    total = 0
+
+    def conv(cin, f, k, st, pad, bias):
+        nonlocal total
+        total += k * k * cin * f + (f if bias else 0)
+
+    for layer in layers:
+        kind = layer[0]
+        if kind == "conv":
+            _, f, k, st, pad, bias, _act = layer
+            conv(c, f, k, st, pad, bias)
+            h, w, c = (h + 2 * pad - k) // st + 1, (w + 2 * pad - k) // st + 1, f
+        elif kind == "block":
+            _, f, st, project = layer
+            conv(c, f, 3, st, 1, False)
+            conv(f, f, 3, 1, 1, False)
+            total += 2 * 2 * f  # two batch norms: scale and offset
+            if project:
+                conv(c, f, 1, st, 0, False)
+                total += 2 * f
+            h, w, c = (h - 1) // st + 1, (w - 1) // st + 1, f
+        elif kind == "pool":
+            h, w = h // layer[1], w // layer[1]
+        elif kind == "bn":
+            total += 2 * c
+        elif kind == "flatten":
+            h, w, c = 1, 1, h * w * c
+        elif kind == "gap":
+            h, w = 1, 1
+        elif kind == "dense":
+            total += h * w * c * layer[1] + layer[1]
+            h, w, c = 1, 1, layer[1]
+    return total
+
+
+def test_every_row_is_the_cnnjax_network(bench) -> None:
+    """The peers' layer list of every row has the parameters of its cnnjax spec, and the spec
+    reads the row's data set's image shape."""
+    from cnnjax.analysis import analyze
+    from cnnjax.loading import load_spec
+
+    assert {"chollet_mnist", "fashion_cnn_nopool", "pool224", "nopool224", "resnet_small"} <= set(
+        bench.MODELS
+    )
+    for name, model in bench.MODELS.items():
+        spec = load_spec(model.spec)
+        shape = bench.DATASETS[model.data][0]
+        assert tuple(spec.input_shape) == shape, name
+        report = analyze(spec)
+        assert report.trainable_params == model.params, name
+        assert _layer_list_params(model.layers, shape) == model.params, name

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 
-from cnnjax import zoo
+from cnnjax import _xla_flags, zoo
 from cnnjax.cli import main
 
 
@@ -108,3 +109,31 @@ def test_spec_command_converts_text_to_json_and_back(capsys):
     as_json = capsys.readouterr().out
     assert main(["spec", as_json, "--format", "text"]) == 0
     assert capsys.readouterr().out.strip() == "in28x28x1-conv32x3-pool2-flatten-dense10"
+
+
+def _environment_after(code: str, xla_flags: str) -> str:
+    """XLA_FLAGS as seen by `code` run in a fresh interpreter started with XLA_FLAGS set."""
+    env = {k: v for k, v in os.environ.items() if k != "CNNJAX_KEEP_XLA_FLAGS"}
+    env["XLA_FLAGS"] = xla_flags
+    result = subprocess.run(
+        [sys.executable, "-c", code + "; import os; print(os.environ['XLA_FLAGS'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_import_cnnjax_leaves_xla_flags_unchanged():
+    flags = "--xla_force_host_platform_device_count=2"
+    assert _environment_after("import cnnjax, cnnjax.cli", flags) == flags
+
+
+@pytest.mark.skipif(_xla_flags._jaxlib_version() < _xla_flags.MIN_JAXLIB, reason="old jaxlib")
+def test_the_command_and_configure_xla_add_the_flags():
+    flags = "--xla_force_host_platform_device_count=2"
+    expected = " ".join([flags, *_xla_flags.FLAGS])
+    assert _environment_after("import cnnjax; cnnjax.configure_xla()", flags) == expected
+    after_main = _environment_after("from cnnjax.cli import main; main(['zoo'])", flags)
+    assert after_main == expected

@@ -8,14 +8,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cnnjax import conv_grad
+from cnnjax.grammar import from_text
 from cnnjax.models import _BIAS_INIT, _KERNEL_INIT, SpecConv, _resolve_conv_impl, build_model
-from cnnjax.spec import from_text
 from cnnjax.train import create_train_state, make_optimizer, make_train_step
 
-IMPLS = ("lax", "matmul_bias", "patches")
+IMPLS = ("lax", "matmul_bias", "matmul_grads", "patches")
 
 
 @st.composite
@@ -68,9 +69,55 @@ def test_every_conv_path_matches_flax_conv(case, impl):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4)
 
 
-def test_auto_picks_the_matmul_bias_on_cpu_and_can_be_overridden():
+@settings(max_examples=10)  # eager ops, a new shape each example: ~1 s apiece
+@given(conv_cases())
+def test_matmul_kernel_grad_matches_lax(case):
+    """`conv_grad.conv` on any strides, padding, dilation and channel count: the forward pass,
+    the input gradient and the kernel gradient are lax's up to float rounding."""
+    kwargs, c = case
+    kh, kw = kwargs["kernel_size"]
+    args = (kwargs["strides"], kwargs["padding"], kwargs["kernel_dilation"])
+    x = jax.random.normal(jax.random.key(1), (3, 11, 10, c))
+    kernel = jax.random.normal(jax.random.key(2), (kh, kw, c, kwargs["features"]))
+
+    def ref(x, k):
+        return jax.lax.conv_general_dilated(
+            x, k, args[0], args[1], rhs_dilation=args[2], dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+
+    def loss(f, x, k):
+        return (jnp.sin(f(x, k)) ** 2).sum()
+
+    ours = lambda x, k: conv_grad.conv(x, k, *args)  # noqa: E731
+    np.testing.assert_allclose(ours(x, kernel), ref(x, kernel), rtol=1e-5, atol=1e-5)
+    g_ref = jax.grad(lambda x, k: loss(ref, x, k), argnums=(0, 1))(x, kernel)
+    g_ours = jax.grad(lambda x, k: loss(ours, x, k), argnums=(0, 1))(x, kernel)
+    for a, b in zip(g_ref, g_ours, strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4)
+
+
+def test_matmul_grads_uses_the_matmul_kernel_grad_only_on_few_channels():
+    """The "matmul_grads" path's kernel gradient is a dot (no convolution) on a one-channel
+    input, and lax's convolution above `conv_grad.MAX_IN_CHANNELS` channels."""
+
+    def grad_jaxpr(channels: int) -> str:
+        conv = SpecConv(
+            4, (3, 3), (1, 1), ((0, 0), (0, 0)), (1, 1), use_bias=False, impl="matmul_grads"
+        )
+        x = jnp.ones((2, 8, 8, channels))
+        v = conv.init(jax.random.key(0), x)
+        grad = jax.grad(lambda k: conv.apply({"params": {**v["params"], "kernel": k}}, x).sum())
+        return str(jax.make_jaxpr(grad)(v["params"]["kernel"]))
+
+    one, many = grad_jaxpr(1), grad_jaxpr(conv_grad.MAX_IN_CHANNELS + 1)
+    assert "dot_general" in one
+    assert "dot_general" not in many
+
+
+def test_auto_picks_the_matmul_grads_on_cpu_and_can_be_overridden():
     assert jax.default_backend() == "cpu"
-    assert _resolve_conv_impl("auto") == "matmul_bias"
+    assert _resolve_conv_impl("auto") == "matmul_grads"
+    assert _resolve_conv_impl("matmul_bias") == "matmul_bias"
     assert _resolve_conv_impl("lax") == "lax"
     with pytest.raises(ValueError, match="conv_impl must be one of"):
         _resolve_conv_impl("winograd")
@@ -84,15 +131,16 @@ def test_training_steps_agree_across_conv_paths():
     x = jnp.asarray(rng.random((16, 28, 28, 1), np.float32))
     y = jnp.asarray(rng.integers(0, 10, 16).astype(np.int32))
     ends = {}
-    for impl in ("lax", "auto"):
+    for impl in ("lax", "auto", "matmul_bias"):
         model, tx = build_model(spec, conv_impl=impl), make_optimizer()
         step = jax.jit(make_train_step(model, tx))
         state = create_train_state(model, tx, 0)
         for _ in range(10):
             state = step(state, x, y)
         ends[impl] = state.params
-    for a, b in zip(jax.tree.leaves(ends["lax"]), jax.tree.leaves(ends["auto"]), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-6)
+    for impl in ("auto", "matmul_bias"):
+        for a, b in zip(jax.tree.leaves(ends["lax"]), jax.tree.leaves(ends[impl]), strict=True):
+            np.testing.assert_allclose(b, a, rtol=1e-4, atol=2e-6)
 
 
 def test_cli_offers_every_conv_impl():

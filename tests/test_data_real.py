@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cnnjax.cli.data import register
 from cnnjax.data import DATASETS, ArrayDataset, info, load
-from cnnjax.data.cli import register
 from cnnjax.data.idx import read_idx_dir
 
 SYSTEM_DIR = Path(DATASETS["fashion_mnist"].system_dir or "")

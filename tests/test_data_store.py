@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -14,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cnnjax.cli import main
 from cnnjax.data import DATASETS, DataError, default_data_dir, info, load, prepare
-from cnnjax.data.cli import register
 from cnnjax.data.idx import write_idx_dir
 from cnnjax.data.store import INCOMPLETE_PREFIX, dataset_dir, is_prepared, status
 
@@ -51,10 +50,7 @@ def no_system_copy(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def _cli(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="cnnjax")
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(list(argv))
-    return args.func(args)
+    return main(list(argv))
 
 
 def test_prepare_and_load_round_trip(tmp_path: Path, source: tuple[Path, dict]) -> None:
@@ -283,7 +279,7 @@ def test_cli_error_is_one_line_exit_2(
 
 def test_import_is_light() -> None:
     code = (
-        "import sys, cnnjax.data, cnnjax.data.cli; "
+        "import sys, cnnjax.data, cnnjax.cli.data; "
         "print(sorted(m for m in ('jax', 'tensorflow_datasets', 'tensorflow', 'PIL') "
         "if m in sys.modules))"
     )

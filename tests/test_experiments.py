@@ -71,7 +71,9 @@ def test_no_pooling(tmp_path):
 
 
 def test_kernel_vs_filters(tmp_path):
-    results, _, _ = _run("kernel_vs_filters", tmp_path)
+    results, _, figures = _run("kernel_vs_filters", tmp_path)
+    assert {"filters_first_3x3x64.png", "filters_first_7x7x32.png", "erf.png"} <= figures
+    assert results["erf"]["first_3x3x64"]["analytic_rf"] == [10, 10]
     assert _variant(results, "first_3x3x64")["analysis"]["layers"][0]["params"] == 640
     assert _variant(results, "first_7x7x32")["analysis"]["layers"][0]["params"] == 1_600
     block = _variant(results, "block_3x3x3")["analysis"]["layers"]
@@ -84,3 +86,16 @@ def test_pooling_224(tmp_path):
     assert _variant(results, "nopool224")["analysis"]["total_params"] == 477_341
     assert "curves.png" in figures
     assert "stand-in" in results["data"]
+
+
+def test_erf_depth(tmp_path):
+    results, text, figures = _run("erf_depth", tmp_path)
+    rows = {r["network"]: r for r in results["rows"]}
+    assert set(rows) == {"plain3", "residual3", "plain7", "residual7"}
+    for r in rows.values():
+        assert r["theoretical_rf"] == 1 + 2 * r["depth"]  # 3x3 convs, stride 1
+        assert 1 <= r["erf95_init"] <= r["theoretical_rf"]
+        assert 1 <= r["erf95_trained"] <= r["theoretical_rf"]
+    assert rows["plain7"]["params"] == rows["residual7"]["params"]  # the same convolutions
+    assert "15x15" in text
+    assert {"erf_depth.png", "erf_maps.png"} <= figures

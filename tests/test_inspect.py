@@ -1,5 +1,6 @@
 """cnnjax.inspect and `cnnjax inspect`: shapes and files on small models and synthetic data,
-the ERF-support law, and probes that recover a known linear structure."""
+the ERF-support law, and probes that recover a known linear structure. The ridge solver's
+oracle tests (closed form, scikit-learn) are in tests/test_probe_oracle.py."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ import numpy as np
 import optax
 import pytest
 
-from cnnjax import inspect
+from cnnjax import inspect, plots
 from cnnjax.analysis import analyze, receptive_window
+from cnnjax.grammar import from_text
+from cnnjax.inspect.probes import _adaptive_matrix
 from cnnjax.models import build_model, init_variables
-from cnnjax.spec import from_text
 
 TINY = "in12x12x1-conv4x3-pool2-conv4x3-flatten-dense4"
 
@@ -71,24 +73,25 @@ def test_feature_maps_batching_equals_one_batch():
         np.testing.assert_allclose(whole[name], pieces[name], rtol=1e-5, atol=1e-6)
 
 
-def test_save_feature_maps_and_filters_write_pngs(tmp_path):
+def test_feature_maps_and_filters_draw_as_pngs(tmp_path):
     from PIL import Image
 
     spec, model, variables = _model(TINY)
     x = _images(2, spec.input_shape)
     maps = inspect.feature_maps(model, variables, x)
-    one = inspect.save_feature_maps(maps, tmp_path / "maps.png", image=x[0])
+    one = plots.save_feature_maps(maps, tmp_path / "maps.png", image=x[0])
     assert one == [tmp_path / "maps.png"]
     two = {k: maps[k] for k in ("conv2d", "dense")}
-    per_layer = inspect.save_feature_maps(two, tmp_path / "maps", image=x[0], index=1)
+    per_layer = plots.save_feature_maps(two, tmp_path / "maps", image=x[0], index=1)
     assert [p.name for p in per_layer] == ["00_input.png", "01_conv2d.png", "02_dense.png"]
-    filters = inspect.save_filters(variables, spec, tmp_path / "filters.png")
+    first = inspect.first_conv(spec)
+    assert first.name == "conv2d"
+    filters = plots.save_filters(variables, first, tmp_path / "filters.png")
     for path in [*one, *per_layer, filters]:
         with Image.open(path) as im:
             assert im.format == "PNG" and np.asarray(im.convert("L")).std() > 5
-    with pytest.raises(ValueError, match="no convolution"):
-        dense = from_text("in4x4x1-flatten-dense2")
-        inspect.save_filters(_init(build_model(dense), 0), dense, "x")
+    with pytest.raises(inspect.InspectError, match="no convolution"):
+        inspect.first_conv(from_text("in4x4x1-flatten-dense2"))
 
 
 # --------------------------------------------------------------------------- ERF
@@ -210,17 +213,17 @@ def test_centred_square_side():
     assert inspect.centred_square_side(even, (7, 7), 1.0) == 4  # centre between pixels
 
 
-def test_save_erf_random_init_vs_trained(tmp_path):
+def test_erf_results_draw_side_by_side(tmp_path):
     from PIL import Image
 
     spec, model, variables = _model(TINY)
     x = _images(4, spec.input_shape)
     results = [inspect.effective_receptive_field(model, variables, x) for _ in range(2)]
-    path = inspect.save_erf(results, tmp_path / "erf.png", spec.input_shape, titles=["a", "b"])
+    path = plots.plot_erf(results, tmp_path / "erf.png", spec.input_shape, titles=["a", "b"])
     with Image.open(path) as im:
         assert im.size[0] > im.size[1] and np.asarray(im.convert("L")).std() > 5
     with pytest.raises(ValueError, match="titles"):
-        inspect.save_erf(results, tmp_path / "x.png", spec.input_shape, titles=["a"])
+        plots.plot_erf(results, tmp_path / "x.png", spec.input_shape, titles=["a"])
 
 
 # --------------------------------------------------------------------------- probes
@@ -250,23 +253,6 @@ def test_probe_recovers_a_known_linear_structure():
     )
     assert noise[0].test_acc < 0.45
     assert json.dumps(first.__dict__) and first.ridge in inspect.RIDGE_GRID
-
-
-def test_ridge_primal_and_dual_agree():
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((40, 30)).astype(np.float32)
-    y = jax.nn.one_hot(rng.integers(0, 3, 40), 3)
-    # d < n: primal; the transposed problem (n=30 < d=40 rows) goes through the dual
-    wide = np.concatenate([x, x[:, :20] * 0.5 + 0.1], axis=1)[:30]  # 30 x 50: dual
-    for feats, labels in ((x, y), (wide, y[:30])):
-        mean, std, weights, y_mean = inspect._ridge_fit(jnp.asarray(feats), labels, 1e-2)
-        z = (feats - np.asarray(mean)) / np.asarray(std)
-        n, d = z.shape
-        direct = np.linalg.solve(
-            z.T.astype(np.float64) @ z + 1e-2 * n * np.eye(d),
-            z.T.astype(np.float64) @ (np.asarray(labels) - np.asarray(y_mean)),
-        )
-        np.testing.assert_allclose(np.asarray(weights), direct, rtol=2e-3, atol=2e-4)
 
 
 def test_ridge_is_chosen_on_a_holdout_and_never_from_the_test_set():
@@ -301,9 +287,16 @@ def test_probe_caps_the_features_and_says_how():
 
 
 def test_adaptive_pool_matrix_averages_every_cell():
-    a = inspect._adaptive_matrix(7, 3)
+    a = _adaptive_matrix(7, 3)
     np.testing.assert_allclose(a.sum(axis=1), 1.0)
     assert (a > 0).any(axis=0).all()
+
+
+def test_drawing_helpers_that_moved_to_plots_say_where():
+    with pytest.raises(AttributeError, match=r"moved to cnnjax.plots: use cnnjax.plots.plot_erf"):
+        inspect.save_erf  # noqa: B018
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        inspect.nothing  # noqa: B018
 
 
 # --------------------------------------------------------------------------- CLI

@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 
 from cnnjax import parallel
-from cnnjax.spec import from_text
+from cnnjax.grammar import from_text
 from cnnjax.train import FitConfig, TrainingError, fit, load_run
 from tests.test_train import SPEC, leaves, synthetic
 
@@ -59,7 +59,7 @@ def test_clear_errors_for_devices_and_batch():
     train = synthetic(96)
     with pytest.raises(TrainingError, match=r"batch size 12 is not divisible by the 8 devices"):
         fit(SPEC, train, config=FitConfig(epochs=1, batch_size=12, devices=8))
-    with pytest.raises(TrainingError, match=r"--devices 9: this run has 8 cpu device"):
+    with pytest.raises(TrainingError, match=r"devices=9: this run has 8 cpu device"):
         fit(SPEC, train, config=FitConfig(epochs=1, batch_size=16, devices=9))
 
 
@@ -99,17 +99,21 @@ def test_eight_devices_equal_one_device(text, seeds):
 
 def test_data_parallel_step_splits_the_batch_and_all_reduces():
     """The compiled step holds one device's share of the batch and an all-reduce."""
-    from cnnjax.models import build_model
-    from cnnjax.train import _DataParallel, make_eval_step, make_optimizer, make_train_step
+    from cnnjax.train import (
+        DataParallelStrategy,
+        as_model,
+        make_eval_step,
+        make_optimizer,
+        make_train_step,
+    )
 
     layout = parallel.data_parallel(8)
-    model, tx = build_model(SPEC), make_optimizer()
-    cfg = FitConfig(batch_size=32, devices=8)
-    prog = _DataParallel(
-        layout, model, tx, make_train_step(model, tx), make_eval_step(model), cfg,
-        np.arange(1, dtype=np.uint32), synthetic(64), None,
+    model, tx = as_model(SPEC), make_optimizer()
+    prog = DataParallelStrategy(
+        layout, model, tx, make_train_step(model, tx), make_eval_step(model),
+        np.arange(1, dtype=np.uint32), synthetic(64), None, 1000,
     )  # fmt: skip
-    plan = prog.put_plan(np.zeros((2, 32), np.int32))
+    plan = prog.put_plan(np.zeros((1, 2, 32), np.int32))
     hlo = (
         prog.run_batch_jit.lower(prog.state, prog.train_data, plan, np.int32(0)).compile().as_text()
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -9,6 +11,7 @@ from PIL import Image
 from cnnjax import plots, zoo
 from cnnjax.analysis import analyze
 from cnnjax.inspect import ErfResult, ProbeResult
+from cnnjax.plots.receptive import _sample_units
 
 
 def _check_png(path, min_size=(300, 200)) -> np.ndarray:
@@ -114,8 +117,8 @@ def test_draw_receptive_windows(tmp_path):
 
 
 def test_sample_units():
-    assert len(plots._sample_units(3, 3)) == 9
-    assert plots._sample_units(26, 26) == [(i, j) for i in (0, 12, 25) for j in (0, 12, 25)]
+    assert len(_sample_units(3, 3)) == 9
+    assert _sample_units(26, 26) == [(i, j) for i in (0, 12, 25) for j in (0, 12, 25)]
 
 
 def _erf(shape=(28, 28), size=9) -> ErfResult:
@@ -136,6 +139,8 @@ def test_plot_erf(tmp_path):
         plots.plot_erf([_erf(), _erf()], tmp_path / "two.png", (28, 28, 1), titles=["a", "b"])
     )
     assert two.shape[1] > grey.shape[1]  # side by side
+    for unit in (2, "predicted class logit"):  # a vector unit, a class logit
+        _check_png(plots.plot_erf(replace(_erf(), unit=unit), tmp_path / "u.png", (28, 28, 1)))
     with pytest.raises(ValueError, match="does not match"):
         plots.plot_erf(_erf(), tmp_path / "bad.png", (20, 20, 1))
 
@@ -156,8 +161,9 @@ def test_plot_feature_maps_and_filters(tmp_path):
         plots.plot_feature_maps({}, tmp_path / "x.png")
 
 
-def test_pyplot_is_never_imported():
-    """The figures use the Agg canvas directly, so a user's pyplot backend is left alone."""
+def test_pyplot_jax_and_inspect_are_never_imported():
+    """The figures use the Agg canvas directly, so a user's pyplot backend is left alone; and
+    plots sit at the side: drawing loads neither JAX nor cnnjax.inspect."""
     import subprocess
     import sys
 
@@ -166,6 +172,7 @@ def test_pyplot_is_never_imported():
         "from cnnjax import plots\n"
         "plots.plot_filters(np.ones((3, 3, 1, 2)), sys.argv[1])\n"
         "assert 'matplotlib.pyplot' not in sys.modules\n"
+        "assert 'jax' not in sys.modules and 'cnnjax.inspect' not in sys.modules\n"
     )
     import tempfile
 

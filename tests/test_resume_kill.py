@@ -19,10 +19,13 @@ MODEL = "in12x12x1-conv4x3-pool2-flatten-dense8-dense3"
 
 
 def _command(npz, run_dir):
+    """`cnnjax train` into run_dir; --resume once it holds a run (on an empty one it is refused)."""
+    has_run = (run_dir / "config.json").exists() or (run_dir / "checkpoints").exists()
+    resume = ["--resume"] if has_run else []
     return [
         sys.executable, "-m", "cnnjax.cli", "train", "--model", MODEL, "--dataset", str(npz),
         "--epochs", "3", "--batch-size", "16", "--checkpoint-every", "20", "--keep", "2",
-        "--seed", "7", "--out", str(run_dir), "--resume",
+        "--seed", "7", "--out", str(run_dir), *resume,
     ]  # fmt: skip
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cnnjax.data import ArrayDataset
-from cnnjax.spec import from_text
+from cnnjax.grammar import from_text
 from cnnjax.train import FitConfig, TrainingError, evaluate, fit, load_run, mean_std_ci
 
 SPEC = from_text("in12x12x1-conv4x3-pool2-flatten-dense8-dense3")
@@ -85,7 +85,13 @@ def test_mean_std_ci():
     s = mean_std_ci([0.9, 0.92, 0.94])
     assert s["mean"] == pytest.approx(0.92)
     assert s["std"] == pytest.approx(0.02)
-    assert s["ci95"] == pytest.approx(4.303 * 0.02 / np.sqrt(3))
+    assert s["ci95"] == pytest.approx(4.303 * 0.02 / np.sqrt(3), rel=1e-4)  # the t table
+    from scipy import stats
+
+    for k in (2, 5, 31, 40):  # past 30 degrees of freedom too (no jump to the normal 1.960)
+        values = np.linspace(0.0, 1.0, k)
+        want = stats.t.ppf(0.975, k - 1) * values.std(ddof=1) / np.sqrt(k)
+        assert mean_std_ci(values)["ci95"] == pytest.approx(want, rel=1e-12)
 
 
 def test_resume_with_other_settings_is_refused_and_loses_nothing(tmp_path):
@@ -111,7 +117,8 @@ def test_resume_with_other_settings_is_refused_and_loses_nothing(tmp_path):
 def test_nan_guard_names_the_step(tmp_path):
     train = synthetic()
     with pytest.raises(
-        TrainingError, match=r"non-finite loss or gradient at step \d+.*no checkpoint"
+        TrainingError,
+        match=r"non-finite loss, gradient or updated parameters at step \d+.*no checkpoint",
     ):
         fit(SPEC, train, config=FitConfig(epochs=2, batch_size=32, learning_rate=1e30))
 
@@ -194,3 +201,26 @@ def test_dropout_and_batch_norm_train_and_eval_modes():
     mean = np.asarray(jax.tree_util.tree_leaves(stats)[0])
     assert np.abs(mean).sum() > 0, "running statistics were updated in training"
     assert result.history.records[-1]["val_accuracy"] > 0.8
+
+
+def test_nan_guard_checks_the_updated_parameters(tmp_path):
+    """A NaN learning rate: the loss and gradient of step 0 are finite, its update is not. The
+    guard stops at step 0, saves nothing non-finite, and evaluate refuses non-finite weights."""
+    import optax
+
+    from cnnjax.train import evaluate
+
+    run = tmp_path / "run"
+    with pytest.raises(TrainingError, match=r"updated parameters at step 0\b"):
+        fit(
+            SPEC,
+            synthetic(),
+            config=FitConfig(epochs=1, batch_size=32, checkpoint_every=1),
+            optimizer=optax.sgd(float("nan")),
+            run_dir=run,
+        )
+    assert not list((run / "checkpoints").glob("[0-9]*"))
+    good = fit(SPEC, synthetic(), config=FitConfig(epochs=1, batch_size=32))
+    bad = jax.tree_util.tree_map(lambda a: a * np.nan, good.variables_of(0))
+    with pytest.raises(TrainingError, match="not finite"):
+        evaluate(SPEC, bad, synthetic())

@@ -66,3 +66,44 @@ def test_every_zoo_entry_builds_and_describes_itself():
         spec = zoo.get(name)
         assert spec.name == name
         assert zoo.describe(name)
+
+
+# --------------------------------------------------------------------------- graphs
+
+
+def _last_spatial(report):
+    return [r for r in report.layers if not r.is_global][-1]
+
+
+def test_resnet50_as_keras_applications():
+    report = analyze(zoo.resnet50())
+    assert report.total_params == 25_636_712
+    assert report.non_trainable_params == 53_120
+
+
+def test_resnet_v1_50_receptive_field_as_published():
+    """google-research/receptive_field's table: ResNet-50 v1, 483 / 32 / 239 at 224x224."""
+    last = _last_spatial(analyze(zoo.resnet_v1_50()))
+    assert last.type == "add" and last.output_shape == (7, 7, 2048)
+    assert last.receptive_field == (483, 483)
+    assert last.effective_stride == (32, 32)
+    assert last.effective_padding == (239, 239)
+
+
+def test_resnet18_as_torchvision():
+    """torchvision counts parameters only (BN running statistics are buffers)."""
+    assert analyze(zoo.resnet18()).trainable_params == 11_689_512
+
+
+def test_inception_v3_receptive_field_as_published():
+    last = analyze(zoo.inception_v3()).layer("mixed_7c")
+    assert last.type == "concatenate" and last.output_shape == (8, 8, 2048)
+    assert last.receptive_field == (1311, 1311)
+    assert last.effective_stride == (32, 32)
+    assert last.effective_padding == (618, 618)
+
+
+def test_resnet_small_fits_fashion_mnist():
+    report = analyze(zoo.resnet_small())
+    assert report.input_shape == (28, 28, 1) and report.output_shape == (10,)
+    assert sum(r.type == "add" for r in report.layers) == 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -48,6 +49,55 @@ class ArrayDataset:
         object.__setattr__(self, "images", images)
         object.__setattr__(self, "labels", labels.astype(np.int32, copy=False))
         object.__setattr__(self, "class_names", tuple(self.class_names))
+
+    @classmethod
+    def from_arrays(
+        cls,
+        images: Any,
+        labels: Any,
+        *,
+        num_classes: int | None = None,
+        class_names: tuple[str, ...] | None = None,
+        name: str = "arrays",
+    ) -> ArrayDataset:
+        """A dataset from plain arrays: images ``[N, H, W, C]`` of any real dtype, labels ``[N]``.
+
+        uint8 images stay uint8; floating images become float32 once (taken as scaled to
+        [0, 1]), and NaN or infinite pixels are refused; other integer images must lie in
+        0..255 and become uint8. The class count defaults to the largest label + 1 (at least 2).
+        """
+        x, y = np.asarray(images), np.asarray(labels)
+        if x.ndim != 4:
+            hint = " (add a channel axis: images[..., None])" if x.ndim == 3 else ""
+            raise DataError(f"{name}: images must be [N, H, W, C], got shape {x.shape}{hint}")
+        if x.dtype == np.uint8:
+            pass
+        elif np.issubdtype(x.dtype, np.floating):
+            x = x.astype(np.float32)
+            bad = int(x.size - np.count_nonzero(np.isfinite(x)))
+            if bad:
+                raise DataError(f"{name}: {bad} image values are NaN or infinite")
+        elif np.issubdtype(x.dtype, np.integer) or x.dtype == np.bool_:
+            if x.size and (x.min() < 0 or x.max() > 255):
+                raise DataError(
+                    f"{name}: integer images must lie in 0..255, got {x.min()}..{x.max()}"
+                )
+            x = x.astype(np.uint8)
+        else:
+            raise DataError(f"{name}: images must have a real dtype, got {x.dtype}")
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.ndim != 1:
+            hint = " (one-hot labels: pass labels.argmax(-1))" if y.ndim == 2 else ""
+            raise DataError(f"{name}: labels must be [N] class indices, got {y.shape}{hint}")
+        if not np.issubdtype(y.dtype, np.integer):
+            if not np.issubdtype(y.dtype, np.floating) or not np.all(y == np.round(y)):
+                raise DataError(f"{name}: labels must be whole class indices, got {y.dtype}")
+            y = y.astype(np.int64)
+        if num_classes is None:
+            num_classes = max(int(y.max()) + 1 if y.size else 0, 2)
+        names = class_names or tuple(str(i) for i in range(num_classes))
+        return cls(x, y.astype(np.int32), int(num_classes), tuple(names), name)
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -1,11 +1,7 @@
-"""The one exception type of the data layer."""
+"""The one exception type of the data layer (defined in `cnnjax.errors`)."""
 
 from __future__ import annotations
 
+from cnnjax.errors import DataError
 
-class DataError(Exception):
-    """A dataset is missing, corrupt, or asked for in a way that cannot work.
-
-    The message is a single line meant for the user: it names the file or dataset
-    and says what is wrong and, where possible, how to fix it.
-    """
+__all__ = ["DataError"]

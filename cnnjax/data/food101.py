@@ -37,15 +37,38 @@ def _split_lists(root: Path, split: str) -> dict[str, list[str]]:
             data = json.loads(json_path.read_text())
         except (OSError, ValueError) as e:
             raise DataError(f"{json_path}: unreadable split list ({e})") from None
-        if not isinstance(data, dict):
-            raise DataError(f"{json_path}: expected a JSON object of class -> image ids")
+        if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
+            raise DataError(f"{json_path}: expected a JSON object of class -> list of image ids")
         return data
     if txt_path.is_file():
         lists: dict[str, list[str]] = {}
-        for line in txt_path.read_text().split():
+        try:
+            text = txt_path.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise DataError(f"{txt_path}: unreadable split list ({e})") from None
+        for line in text.split():
             lists.setdefault(line.split("/", 1)[0], []).append(line)
         return lists
     raise DataError(f"{root / 'meta'}: missing {split}.json (Food-101's split list)")
+
+
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+
+
+def check_image_id(image_id: object, cls: str, where: str) -> str:
+    """``image_id`` if it has Food-101's form ``<cls>/<id>`` (letters, digits, ``_``, ``-``).
+
+    The ids come from a JSON file inside a downloaded archive and are joined into paths: an id
+    such as ``../../x`` or ``/etc/x`` would read outside the archive, so it is refused.
+    """
+    parts = image_id.split("/") if isinstance(image_id, str) else []
+    if len(parts) != 2 or parts[0] != cls or not parts[1] or not set(parts[1]) <= _ID_CHARS:
+        raise DataError(
+            f"{where}: image id {image_id!r} of class {cls!r} is not of the form "
+            f"'{cls}/<id>' with <id> made of letters, digits, '_' and '-'; the archive's "
+            "split list is corrupt or hostile"
+        )
+    return image_id
 
 
 def food101_files(
@@ -61,6 +84,7 @@ def food101_files(
             if cls not in lists:
                 raise DataError(f"{root}/meta/{split}: Food-101 has no class {cls!r}")
             for image_id in lists[cls]:
+                check_image_id(image_id, cls, f"{root}/meta/{split}")
                 path = root / "images" / f"{image_id}.jpg"
                 if not path.is_file():
                     raise DataError(f"{path}: listed in meta/{split} but missing")

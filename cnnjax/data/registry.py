@@ -178,5 +178,36 @@ def default_data_dir(flag: str | os.PathLike[str] | None = None) -> Path:
     """
     for candidate in (flag, os.environ.get("CNNJAX_DATA_DIR"), os.environ.get("TFDS_DATA_DIR")):
         if candidate:
-            return Path(candidate).expanduser()
-    return Path("~/tensorflow_datasets").expanduser()
+            return check_data_dir(Path(candidate).expanduser())
+    return check_data_dir(Path("~/tensorflow_datasets").expanduser())
+
+
+#: Kernel pseudo-filesystems: nothing can be prepared there, and reading them can hang.
+_PSEUDO_FILESYSTEMS = (Path("/proc"), Path("/sys"))
+
+
+def check_data_dir(path: Path) -> Path:
+    """``path`` if it can be a data directory (it need not exist yet), else a DataError.
+
+    Refused: a path in /proc or /sys, and a path that is, or lies under, an existing file.
+    """
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError) as e:
+        raise DataError(f"data directory {path}: cannot resolve it ({e})") from None
+    for pseudo in _PSEUDO_FILESYSTEMS:
+        if resolved == pseudo or pseudo in resolved.parents:
+            raise DataError(
+                f"data directory {path} lies in {pseudo}, a kernel pseudo-filesystem; "
+                "choose a directory on a real disk (--data-dir or $CNNJAX_DATA_DIR)"
+            )
+    existing = resolved
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is" if existing == resolved else f"lies under the file {existing}, so it"
+        raise DataError(
+            f"data directory {path} {where} is not a directory; choose a directory "
+            "(--data-dir or $CNNJAX_DATA_DIR)"
+        )
+    return path

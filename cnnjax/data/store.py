@@ -244,12 +244,18 @@ def _build(spec: DatasetSpec, root: Path, final: Path, source: Path, *, force: b
     from cnnjax.data.builders import BUILDERS
 
     makers, provenance = _examples(spec, source)  # refuse bad input before writing anything
-    final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / (
         f"{INCOMPLETE_PREFIX}{final.name}-{socket.gethostname()}-{os.getpid()}-"
         f"{uuid.uuid4().hex[:8]}"
     )
-    tmp.mkdir()
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+    except OSError as e:
+        raise DataError(
+            f"cannot write {spec.name} into the data directory {root}: {e.strerror or e}; "
+            "choose a writable directory (--data-dir or $CNNJAX_DATA_DIR)"
+        ) from None
     start = time.perf_counter()
     try:
         builder = BUILDERS[spec.builder](data_dir=str(tmp), config=spec.name, examples=makers)

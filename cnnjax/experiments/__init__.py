@@ -1,4 +1,7 @@
-"""The five seed questions as experiments: `cnnjax experiment NAME [--quick | --full]`.
+"""The seed questions as experiments: `cnnjax experiment NAME [--quick | --full]`.
+
+Five answer the seed posts; `erf_depth` asks the follow-up every receptive-field table raises
+(why the effective field is smaller than the theoretical one, and what skip connections do).
 
 Each module defines NAME, QUESTION, MODES (per-mode settings) and `run(settings, out) -> Path`
 (the report it wrote). `run_experiment` resolves the settings and the run directory.
@@ -7,6 +10,7 @@ Each module defines NAME, QUESTION, MODES (per-mode settings) and `run(settings,
 from __future__ import annotations
 
 import importlib
+import json
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -17,6 +21,7 @@ EXPERIMENTS = (
     "no_pooling",
     "kernel_vs_filters",
     "pooling_224",
+    "erf_depth",
 )
 
 
@@ -39,12 +44,20 @@ def run_experiment(
 
 
 def run_all(mode: str = "default", out: str | Path | None = None, **overrides: Any) -> Path:
-    """Run the five experiments and write an index report linking them."""
-    root = Path(out) if out else Path("runs") / "all"
+    """Run every experiment, printing each one's wall time, and write an index report."""
+    import time
+
     from cnnjax import parallel
 
+    root = Path(out) if out else Path("runs") / "all"
+    start = time.perf_counter()
     for name in EXPERIMENTS:
+        t0 = time.perf_counter()
         run_experiment(name, mode, root / name, **overrides)
+        if parallel.is_primary():
+            print(f"{name}: {time.perf_counter() - t0:.0f} s", flush=True)
+    if parallel.is_primary():
+        print(f"all experiments: {time.perf_counter() - start:.0f} s", flush=True)
     return write_index(root) if parallel.is_primary() else root / "index.md"
 
 
@@ -56,7 +69,8 @@ def write_index(root: str | Path) -> Path:
     from cnnjax.checkpoint import write_atomic
 
     root = Path(root)
-    lines = ["# cnnjax: the five seed questions, answered by measurement", ""]
+    lines = ["# cnnjax: the seed questions, answered by measurement", ""]
+    times = []
     for name in EXPERIMENTS:
         path = root / name / "report.md"
         if not path.exists():
@@ -65,6 +79,13 @@ def write_index(root: str | Path) -> Path:
             )
         answer = path.read_text().split("## Answer", 1)[-1].strip().split("\n\n")[0]
         lines += [f"## [{name}]({name}/report.md): {get(name).QUESTION}", "", answer, ""]
+        results = root / name / "results.json"
+        seconds = json.loads(results.read_text()).get("seconds") if results.exists() else None
+        times.append((name, seconds))
+    lines += ["## Wall time", "", "| experiment | seconds |", "|---|---:|"]
+    lines += [f"| {n} | {s:.0f} |" if s is not None else f"| {n} | - |" for n, s in times]
+    total = sum(s for _, s in times if s is not None)
+    lines += [f"| **all** | **{total:.0f}** |", ""]
     write_atomic(root / "index.md", "\n".join(lines) + "\n")
     return root / "index.md"
 

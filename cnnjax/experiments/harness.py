@@ -222,7 +222,7 @@ class Run:
     def finish(self, answer: Sequence[str], command: str) -> Path:
         """Write config.json, results.json and report.md (each atomically); return report.md."""
         from cnnjax.checkpoint import write_atomic
-        from cnnjax.train import _versions
+        from cnnjax.train import versions as _versions
 
         seconds = time.perf_counter() - self.started
         config = {
@@ -270,7 +270,7 @@ def _json_default(value: Any) -> Any:
 
 def load_data(settings: Settings, classes: Sequence[int] | None = None) -> tuple[Any, Any]:
     """Train and test splits of the settings' dataset, limited to the settings' sizes."""
-    from cnnjax.train_cli import load_datasets
+    from cnnjax.data.loading import load_datasets
 
     return load_datasets(
         settings.dataset,

@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from cnnjax.experiments.harness import (
     Run,
@@ -15,7 +18,7 @@ from cnnjax.experiments.harness import (
     train_variant,
     verdict,
 )
-from cnnjax.spec import from_text
+from cnnjax.grammar import from_text
 from cnnjax.summary import human
 
 NAME = "kernel_vs_filters"
@@ -90,5 +93,42 @@ def run(settings: Settings, out: Path) -> Path:
         "The stack of small kernels buys the same field with fewer parameters and two more "
         "non-linearities, which is why modern networks stack 3x3 convolutions.",
     ]
-    record.results = {"variants": [v.to_dict() for v in runs]}
+    erfs = _figures(record, a, b, test, settings)
+    answer.append(
+        f"What the first layers learned (figures): the effective receptive field of the centre "
+        f"unit of the last pooled map covers {erfs[0].size95}x{erfs[0].size95} pixels (95% of "
+        f"the gradient mass) with 3x3x64 first and {erfs[1].size95}x{erfs[1].size95} with "
+        f"7x7x32 first, inside analytic fields of {erfs[0].analytic_rf[0]}x"
+        f"{erfs[0].analytic_rf[1]} and {erfs[1].analytic_rf[0]}x{erfs[1].analytic_rf[1]}."
+    )
+    record.results = {
+        "variants": [v.to_dict() for v in runs],
+        "erf": {v.name: e.to_dict() for v, e in zip((a, b), erfs, strict=True)},
+    }
     return record.finish(answer, command_for(NAME, settings))
+
+
+def _figures(record: Run, a: Any, b: Any, test: Any, settings: Settings) -> list[Any]:
+    """First-layer filters of both first-layer choices, and the ERF of each trained network."""
+    from cnnjax import inspect, models, plots
+
+    for v in (a, b):
+        path = record.figure(
+            f"filters_{v.name}.png", f"First-layer filters of `{v.name}` (trained, seed 0)"
+        )
+        plots.save_filters(v.fit.variables(0), inspect.first_conv(v.spec), path)
+    images = np.asarray(test.images[: 16 if settings.mode == "quick" else 64], np.float32) / 255.0
+    erfs = []
+    for v in (a, b):
+        last_pool = [r for r in v.report.layers if not r.is_global][-1]
+        model = models.build_model(v.spec)
+        erfs.append(
+            inspect.effective_receptive_field(model, v.fit.variables(0), images, last_pool.name)
+        )
+    path = record.figure(
+        "erf.png",
+        "Effective receptive field of the centre unit of the last pooled map (trained), "
+        "3x3x64 first vs 7x7x32 first; the square is the analytic field",
+    )
+    plots.plot_erf(erfs, path, a.spec.input_shape, titles=[a.name, b.name])
+    return erfs

@@ -34,7 +34,7 @@ def _head_params(v) -> int:
 
 
 def run(settings: Settings, out: Path) -> Path:
-    from cnnjax import inspect, models
+    from cnnjax import inspect, models, plots
 
     record = Run(NAME, QUESTION, out, settings)
     train, test = load_data(settings)
@@ -55,7 +55,7 @@ def run(settings: Settings, out: Path) -> Path:
         "erf.png",
         "Effective receptive field of the centre unit of the last spatial layer (trained, seed 0); the square is the analytic receptive field",
     )
-    inspect.save_erf(list(erfs.values()), path, v.spec.input_shape, titles=list(erfs))
+    plots.plot_erf(list(erfs.values()), path, v.spec.input_shape, titles=list(erfs))
     rows = [
         "| network | last spatial layer | analytic receptive field | ERF (95% of gradient mass) |",
         "|---|---|---:|---:|",

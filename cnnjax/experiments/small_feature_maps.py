@@ -43,7 +43,7 @@ def run(settings: Settings, out: Path) -> Path:
     path = record.figure(
         "feature_maps.png", "Feature maps of every layer for one test image (trained, seed 0)"
     )
-    inspect.save_feature_maps(maps, path, image=image[0])
+    plots.save_feature_maps(maps, path, image=image[0])
     images = np.asarray(test.images[:64], np.float32) / 255.0
     random_init = models.init_variables(model, jax.random.key(settings.seed + 1000))
     erf_random = inspect.effective_receptive_field(model, random_init, images, "conv2d_2")
@@ -52,7 +52,7 @@ def run(settings: Settings, out: Path) -> Path:
         "erf.png",
         "Effective receptive field of the centre cell of the 3x3x64 map: random init vs trained; the square is the analytic 18x18 field",
     )
-    inspect.save_erf(
+    plots.plot_erf(
         [erf_random, erf_trained], path, spec.input_shape, titles=["random init", "trained"]
     )
     path = record.figure("curves.png", "Training curves (band: ± std over seeds)")

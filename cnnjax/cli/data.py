@@ -1,4 +1,4 @@
-"""``cnnjax data``: prepare datasets and show what is prepared."""
+"""`cnnjax data prepare|info|list`: prepare datasets and show what is prepared."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import sys
 import time
 from typing import Any
 
-from cnnjax.data.errors import DataError
 from cnnjax.data.registry import DATASETS
 
 
@@ -59,18 +58,6 @@ def _usage(parser: argparse.ArgumentParser) -> int:
     return 1
 
 
-def _guard(run: Any) -> Any:
-    def wrapped(args: argparse.Namespace) -> int:
-        try:
-            return run(args)
-        except DataError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-
-    return wrapped
-
-
-@_guard
 def _prepare(args: argparse.Namespace) -> int:
     from cnnjax.data.registry import default_data_dir
     from cnnjax.data.store import dataset_dir, is_prepared, prepare
@@ -92,7 +79,6 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-@_guard
 def _info(args: argparse.Namespace) -> int:
     from cnnjax.data.store import info
 
@@ -101,7 +87,6 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
-@_guard
 def _list(args: argparse.Namespace) -> int:
     from cnnjax.data.store import status
 
@@ -110,16 +95,3 @@ def _list(args: argparse.Namespace) -> int:
         state = "prepared" if s["prepared"] else "offline source" if s["offline_source"] else "-"
         print(f"{name:15s} {s['kind']:8s} {state:15s} {s['path']}")
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run ``data`` on its own (``python -m cnnjax.data.cli prepare fashion_mnist``)."""
-    parser = argparse.ArgumentParser(prog="cnnjax")
-    subparsers = parser.add_subparsers(dest="command")
-    register(subparsers)
-    args = parser.parse_args(["data", *(sys.argv[1:] if argv is None else argv)])
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,12 +5,26 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from cnnjax.cli.helpers import (
+    UserError,
+    add_parallel_args,
+    devices,
+    output_dir,
+    positive_int,
+    start_processes,
+)
 
-def _run(args: argparse.Namespace) -> int:
+
+def run(args: argparse.Namespace) -> int:
+    """Run one experiment (or all of them) and print the report's path."""
     from cnnjax import parallel
     from cnnjax.experiments import EXPERIMENTS, run_all, run_experiment
-    from cnnjax.train_cli import _devices, start_processes
 
+    if args.name != "all" and args.name not in EXPERIMENTS:
+        raise UserError(
+            f"unknown experiment {args.name!r}; choose one of {', '.join(EXPERIMENTS)}, all"
+        )
+    out = output_dir(args.out) if args.out else None
     start_processes(args)
     mode = "quick" if args.quick else "full" if args.full else "default"
     overrides = {
@@ -19,26 +33,20 @@ def _run(args: argparse.Namespace) -> int:
         "train_limit": args.limit,
         "dataset": args.dataset,
         "data_dir": args.data_dir,
-        "devices": _devices(args.devices),
+        "devices": devices(args.devices),
     }
     if args.name == "all":
-        path = run_all(mode, args.out, **overrides)
-    elif args.name in EXPERIMENTS:
-        path = run_experiment(args.name, mode, args.out, **overrides)
+        path = run_all(mode, out, **overrides)
     else:
-        from cnnjax.cli import UserError
-
-        raise UserError(
-            f"unknown experiment {args.name!r}; choose one of {', '.join(EXPERIMENTS)}, all"
-        )
+        path = run_experiment(args.name, mode, out, **overrides)
     if parallel.is_primary():
         print(f"report: {path}")
     return 0
 
 
 def register(sub: Any) -> None:
+    """Add `cnnjax experiment`."""
     from cnnjax.experiments import EXPERIMENTS
-    from cnnjax.train_cli import add_parallel_args
 
     p = sub.add_parser(
         "experiment",
@@ -53,11 +61,11 @@ def register(sub: Any) -> None:
     speed.add_argument(
         "--full", action="store_true", help="full data, more epochs and seeds (accelerator)"
     )
-    p.add_argument("--seeds", type=int, help="seeds trained together (override)")
-    p.add_argument("--epochs", type=int, help="epochs (override)")
-    p.add_argument("--limit", type=int, help="training examples (override)")
+    p.add_argument("--seeds", type=positive_int, help="seeds trained together (override)")
+    p.add_argument("--epochs", type=positive_int, help="epochs (override)")
+    p.add_argument("--limit", type=positive_int, help="training examples (override)")
     p.add_argument("--dataset", help="dataset (override; default per experiment)")
     p.add_argument("--data-dir", help="TFDS data directory")
     p.add_argument("--out", help="run directory (default runs/NAME)")
     add_parallel_args(p)
-    p.set_defaults(func=_run)
+    p.set_defaults(func=run)

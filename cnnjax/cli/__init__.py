@@ -1,0 +1,104 @@
+"""The `cnnjax` command: one module per subcommand, shared argument helpers in `helpers`.
+
+Subcommands import JAX lazily (inside the function that runs them), so `cnnjax summary` stays
+instant. `main` is the one place that turns a `CnnjaxError` into `error: ...` and exit status 2,
+and it sets cnnjax's XLA flags before anything can import JAX.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+
+from cnnjax import _xla_flags
+from cnnjax.cli import (
+    data,
+    demo,
+    evaluate,
+    experiment,
+    inspect,
+    spec,
+    summary,
+    train,
+    zoo,
+)
+from cnnjax.cli.helpers import UserError
+from cnnjax.errors import CnnjaxError
+
+__all__ = ["UserError", "build_parser", "main"]
+
+# In the order `cnnjax --help` lists them.
+SUBCOMMANDS = (summary, zoo, spec, demo, data, train, evaluate, inspect, experiment)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `cnnjax` parser with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="cnnjax",
+        description="Answer the classic CNN questions by experiment: analytic numbers beside accuracy.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in SUBCOMMANDS:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run `cnnjax ARGV`; return the exit status (2 for a bad input, with one `error:` line)."""
+    _xla_flags.apply()  # before JAX creates its CPU client
+    warnings.formatwarning = _one_line_warning
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
+        if func is None:
+            parser.print_help()
+            status = 1
+        else:
+            status = int(func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return status
+    except SystemExit:  # --help or a usage error: flush now, a closed pipe is no traceback
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _silence_stdout()
+        raise
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        _silence_stdout()
+        return 141  # 128 + SIGPIPE, as a program killed by the closed pipe
+    except CnnjaxError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+_default_formatwarning = warnings.formatwarning
+
+
+def _one_line_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    line: str | None = None,
+) -> str:
+    """cnnjax's own warnings (a damaged checkpoint skipped, a stale lock taken over) as one
+    `warning: ...` line; other libraries' warnings as Python prints them."""
+    if category.__module__.startswith("cnnjax"):
+        return f"warning: {message}\n"
+    return _default_formatwarning(message, category, filename, lineno, line)
+
+
+def _silence_stdout() -> None:
+    """The reader went away (`cnnjax ... | head`): drop what is left instead of a traceback."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a real file (captured in tests)
+        pass
