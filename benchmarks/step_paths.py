@@ -3,6 +3,7 @@ fresh process (XLA flags are read once per process).
 
     python benchmarks/step_paths.py                       # the default grid, markdown table
     python benchmarks/step_paths.py --one conv=patches,pool=reshape,batch=32,filters=64
+    python benchmarks/step_paths.py --ab conv=matmul_bias conv=matmul_grads --seconds 20
 
 A setting is conv (auto | lax | matmul_bias | matmul_grads | patches), pool (reshape |
 reduce_window), batch, filters (the seed 000 network with 32 or 64 filters per conv), steps
@@ -43,8 +44,9 @@ def parse(text: str) -> dict[str, object]:
     return setting
 
 
-def measure(setting: dict[str, object], seconds: float) -> dict[str, object]:
-    """Run in this process (flags already set): images/s of the setting."""
+def build(setting: dict[str, object]):
+    """Compile the setting's step in this process (flags already set); return `window()`, which
+    runs one timed window of steps and returns its images/s."""
     import cnnjax
 
     cnnjax.configure_xla()  # cnnjax's XLA:CPU flags, as the `cnnjax` command sets them
@@ -97,16 +99,46 @@ def measure(setting: dict[str, object], seconds: float) -> dict[str, object]:
 
     run = jax.jit(run, donate_argnums=0)
     windows = plans.shape[1] // k
-    state = jax.block_until_ready(run(state, data, plan, 0))  # compile
-    rates, b, deadline = [], 1, time.perf_counter() + seconds
-    while time.perf_counter() < deadline or len(rates) < 3:
+    box = {"state": jax.block_until_ready(run(state, data, plan, 0)), "b": 1}  # compile
+
+    def window() -> float:
         t0 = time.perf_counter()
         for _ in range(max(1, 64 // k)):
-            state = run(state, data, plan, b % windows)
-            b += 1
-        jax.block_until_ready(state)
-        rates.append(max(1, 64 // k) * k * batch * seeds / (time.perf_counter() - t0))
+            box["state"] = run(box["state"], data, plan, box["b"] % windows)
+            box["b"] += 1
+        jax.block_until_ready(box["state"])
+        return max(1, 64 // k) * k * batch * seeds / (time.perf_counter() - t0)
+
+    return window
+
+
+def measure(setting: dict[str, object], seconds: float) -> dict[str, object]:
+    """Run in this process (flags already set): images/s of the setting."""
+    import jax
+    import numpy as np
+
+    window = build(setting)
+    rates, deadline = [], time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(rates) < 3:
+        rates.append(window())
     return {**setting, "images_per_s": float(np.median(rates)), "jax": jax.__version__}
+
+
+def measure_ab(texts: list[str], seconds: float) -> list[float]:
+    """Settings compiled in one process, their windows interleaved for `seconds` in all: the
+    median images/s of each. On a loaded machine this compares them under the same load."""
+    import cnnjax
+
+    cnnjax.configure_xla()
+    import numpy as np
+
+    windows = [build(parse(t)) for t in texts]
+    rates: list[list[float]] = [[] for _ in texts]
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(rates[-1]) < 3:
+        for w, r in zip(windows, rates, strict=True):
+            r.append(w())
+    return [float(np.median(r)) for r in rates]
 
 
 def run_one(setting: dict[str, object], seconds: float) -> dict[str, object]:
@@ -150,6 +182,12 @@ def main() -> None:
     parser.add_argument("--one", help="one setting, e.g. conv=patches,batch=64")
     parser.add_argument("--grid", nargs="*", help="settings to compare (default: a built-in grid)")
     parser.add_argument("--seconds", type=float, default=6.0, help="timed seconds per setting")
+    parser.add_argument(
+        "--ab",
+        nargs="+",
+        help="settings (no xla=) compared in ONE process, windows interleaved for --seconds in "
+        "all; prints each one's images/s and its ratio to the first",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--xla", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -157,6 +195,12 @@ def main() -> None:
         setting = parse(args.worker)
         setting["xla"] = args.xla
         print(json.dumps(measure(setting, args.seconds)))
+        return
+    if args.ab:
+        rates = measure_ab([t if t else "" for t in args.ab], args.seconds)
+        print("| setting | images/s | ÷ first |\n|---|---:|---:|")
+        for text, rate in zip(args.ab, rates, strict=True):
+            print(f"| {text or 'default'} | {rate:,.0f} | {rate / rates[0]:.2f} |")
         return
     texts = [args.one] if args.one else (args.grid if args.grid else GRID)
     print("| setting | images/s |\n|---|---:|", flush=True)

@@ -25,25 +25,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
-from cnnjax.spec import (
-    BLOCK_TYPES,
-    KERAS_NAMES,
-    AvgPool,
-    BatchNorm,
-    Conv,
-    Dense,
-    DepthwiseConv,
-    Flatten,
-    GlobalAvgPool,
-    Layer,
-    MaxPool,
-    NetSpec,
-    Node,
-    Residual,
-    SpecError,
-    window_output,
-)
+from cnnjax import spec as _spec
+from cnnjax.spec import BLOCK_TYPES, KERAS_NAMES, Layer, NetSpec, Node, SpecError, window_output
 
 __all__ = [
     "KERAS_NAMES",
@@ -170,16 +155,16 @@ class NetReport:
 
 def _params(layer: Layer, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> tuple[int, int]:
     """(trainable, non-trainable) parameter counts as Keras reports them."""
-    if isinstance(layer, Conv):
+    if isinstance(layer, _spec.Conv):
         kh, kw = layer.kernel
         return kh * kw * in_shape[-1] * layer.filters + (layer.filters if layer.use_bias else 0), 0
-    if isinstance(layer, DepthwiseConv):
+    if isinstance(layer, _spec.DepthwiseConv):
         kh, kw = layer.kernel
         out_c = in_shape[-1] * layer.depth_multiplier
         return kh * kw * out_c + (out_c if layer.use_bias else 0), 0
-    if isinstance(layer, Dense):
+    if isinstance(layer, _spec.Dense):
         return in_shape[0] * layer.units + (layer.units if layer.use_bias else 0), 0
-    if isinstance(layer, BatchNorm):
+    if isinstance(layer, _spec.BatchNorm):
         return 2 * in_shape[-1], 2 * in_shape[-1]  # gamma, beta | moving mean, variance
     return 0, 0
 
@@ -189,18 +174,18 @@ def _macs_flops(
 ) -> tuple[int, int]:
     """Multiply-accumulates, and FLOPs = 2 x MACs + one op per pooled / averaged input element."""
     out_values = math.prod(out_shape)
-    if isinstance(layer, Conv):
+    if isinstance(layer, _spec.Conv):
         macs = out_values * layer.kernel[0] * layer.kernel[1] * in_shape[-1]
         return macs, 2 * macs
-    if isinstance(layer, DepthwiseConv):
+    if isinstance(layer, _spec.DepthwiseConv):
         macs = out_values * layer.kernel[0] * layer.kernel[1]
         return macs, 2 * macs
-    if isinstance(layer, Dense):
+    if isinstance(layer, _spec.Dense):
         macs = in_shape[0] * layer.units
         return macs, 2 * macs
-    if isinstance(layer, (MaxPool, AvgPool)):
+    if isinstance(layer, (_spec.MaxPool, _spec.AvgPool)):
         return 0, out_values * layer.window[0] * layer.window[1]
-    if isinstance(layer, GlobalAvgPool):
+    if isinstance(layer, _spec.GlobalAvgPool):
         return 0, math.prod(in_shape)
     return 0, 0
 
@@ -220,9 +205,9 @@ class _Field:
 
 
 def _through(f: _Field, layer: Layer, node: Node) -> _Field:
-    if f.is_global or isinstance(layer, (Flatten, GlobalAvgPool)):
+    if f.is_global or isinstance(layer, (_spec.Flatten, _spec.GlobalAvgPool)):
         return _Field(f.r, f.j, f.p, True)
-    if not isinstance(layer, (Conv, DepthwiseConv, MaxPool, AvgPool)):
+    if not isinstance(layer, (_spec.Conv, _spec.DepthwiseConv, _spec.MaxPool, _spec.AvgPool)):
         return f
     _, pads = window_output(
         node.input_shape[:2], layer.kernel, layer.strides, layer.dilation, layer.padding
@@ -261,6 +246,26 @@ def _merge(node: Node, fields: Sequence[_Field], allow_misaligned: bool) -> _Fie
     return _Field((r[0], r[1]), (j[0], j[1]), (p[0], p[1]))
 
 
+def padding_end(out_size: int, r: float, j: float, p: float, in_size: int) -> float:
+    """How far the last of `out_size` units reaches past the input's far edge (0 if inside),
+    for a field of size `r`, stride `j` and start padding `p` on an axis of `in_size`."""
+    return max((out_size - 1) * j - p + r - in_size, 0)
+
+
+def layer_report(trainable: int, frozen: int, in_values: int, **fields: Any) -> LayerReport:
+    """A `LayerReport` with the numbers that follow from the others filled in: params (the
+    trainable and frozen counts) and the values of its output and their fraction of the input's."""
+    values = int(math.prod(fields["output_shape"]))
+    return LayerReport(
+        params=trainable + frozen,
+        trainable_params=trainable,
+        non_trainable_params=frozen,
+        values=values,
+        values_fraction=values / in_values,
+        **fields,
+    )
+
+
 def analyze(spec: NetSpec, *, allow_misaligned: bool = False) -> NetReport:
     """The per-layer analytic report of `spec` (validated shapes, params, receptive fields):
     one row per layer, and for a graph one row per merge, in execution order."""
@@ -275,24 +280,20 @@ def analyze(spec: NetSpec, *, allow_misaligned: bool = False) -> NetReport:
             rf, stride, pad, pad_end = (h, w), None, None, None
         else:
             rf, stride, pad = f.r, f.j, f.p
-            # How far the last output unit's field reaches past the input's far edge.
             pad_end = tuple(
-                max((out_shape[a] - 1) * f.j[a] - f.p[a] + f.r[a] - (h, w)[a], 0) for a in range(2)
+                padding_end(out_shape[a], f.r[a], f.j[a], f.p[a], (h, w)[a]) for a in range(2)
             )
-        values = math.prod(out_shape)
         rows.append(
-            LayerReport(
+            layer_report(
+                trainable,
+                frozen,
+                in_values,
                 index=node.index,
                 name=node.name,
                 type=node.type,
                 description=node.layer.describe(),
                 input_shape=node.input_shape,
                 output_shape=out_shape,
-                params=trainable + frozen,
-                trainable_params=trainable,
-                non_trainable_params=frozen,
-                values=values,
-                values_fraction=values / in_values,
                 receptive_field=rf,
                 effective_stride=stride,
                 effective_padding=pad,
@@ -312,7 +313,7 @@ def analyze(spec: NetSpec, *, allow_misaligned: bool = False) -> NetReport:
                 node = next(it)
                 f = _merge(node, fields, allow_misaligned)
                 adds = math.prod(node.output_shape) * (len(fields) - 1)
-                row(node, f, 0, 0, 0, adds if isinstance(layer, Residual) else 0)
+                row(node, f, 0, 0, 0, adds if isinstance(layer, _spec.Residual) else 0)
                 continue
             node = next(it)
             f = _through(f, layer, node)

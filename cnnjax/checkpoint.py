@@ -19,7 +19,6 @@ while config.json, metrics.jsonl, the checksums and the lock are written by proc
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import logging
@@ -38,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnnjax.errors import RunDirError, TrainingError
+from cnnjax.io import sha256_file
 from cnnjax.metrics import History
 from cnnjax.run_lock import LOCK_NAME, RunLock, RunLockWarning, read_owner, run_lock
 
@@ -480,20 +480,12 @@ def _checksums(step_dir: Path) -> dict[str, Any]:
     for path in sorted(step_dir.rglob("*")):
         rel = path.relative_to(step_dir).as_posix()
         if path.is_file() and not _is_ours(rel):
-            files[rel] = _sha256(path)
+            files[rel] = sha256_file(path)
     return {"algorithm": "sha256", "files": files}
 
 
 def _is_ours(rel: str) -> bool:
     return rel == CHECKSUMS or rel.startswith(f".{CHECKSUMS}.")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verify_checkpoint(step_dir: Path) -> str | None:
@@ -518,7 +510,7 @@ def verify_checkpoint(step_dir: Path) -> str | None:
     for rel, digest in files.items():
         file = step_dir / rel
         try:
-            if _sha256(file) != digest:
+            if sha256_file(file) != digest:
                 changed.append(rel)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             missing.append(rel)

@@ -18,9 +18,12 @@ import jax
 import jax.numpy as jnp
 
 Pair = tuple[int, int]
+Padding = tuple[Pair, Pair]
 # SpecConv's "matmul_grads" uses this path up to this many input channels, lax above it.
 MAX_IN_CHANNELS = 1
-Padding = tuple[Pair, Pair]
+# Up to this many input channels the forward pass is a matmul over the same windows too (kept
+# for the kernel gradient), not lax's convolution.
+FORWARD_MATMUL_MAX_CHANNELS = 1
 
 
 def _conv(x: jax.Array, kernel: jax.Array, strides: Pair, padding: Padding, dilation: Pair):
@@ -61,10 +64,14 @@ def kernel_grad(
 ) -> jax.Array:
     """The HWIO kernel's gradient for output gradient `g`: windows(x)^T @ g, one matmul
     contracting the batch and output positions ([kh*kw, m, c] x [m, f] -> [kh*kw, c, f])."""
+    kernel = (kernel_shape[0], kernel_shape[1])
+    return _taps_grad(windows(x, kernel, strides, padding, dilation), g, kernel_shape)
+
+
+def _taps_grad(taps: jax.Array, g: jax.Array, kernel_shape: tuple[int, ...]) -> jax.Array:
     kh, kw, c, f = kernel_shape
-    taps = windows(x, (kh, kw), strides, padding, dilation).reshape(kh * kw, -1, c)
-    dk = jax.lax.dot_general(taps, g.reshape(-1, f), (((1,), (0,)), ((), ())))
-    return dk.reshape(kernel_shape)
+    t = taps.reshape(kh * kw, -1, c)
+    return jax.lax.dot_general(t, g.reshape(-1, f), (((1,), (0,)), ((), ()))).reshape(kernel_shape)
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
@@ -72,20 +79,30 @@ def conv_matmul_kernel_grad(
     x: jax.Array, kernel: jax.Array, strides: Pair, padding: Padding, dilation: Pair
 ) -> jax.Array:
     """`lax.conv_general_dilated` (NHWC, HWIO, explicit padding) with the kernel gradient as
-    one matmul; the same numbers as the plain convolution up to float rounding."""
+    one matmul, and up to FORWARD_MATMUL_MAX_CHANNELS input channels the forward pass as a
+    matmul over the same windows; the plain convolution's numbers up to float rounding."""
     return _conv(x, kernel, strides, padding, dilation)
 
 
-def _fwd(x, kernel, strides, padding, dilation):
-    return _conv(x, kernel, strides, padding, dilation), (x, kernel)
+def _fwd(x, kernel, strides, padding, dilation):  # residuals: x, the windows or None, kernel
+    kh, kw, c, f = kernel.shape
+    if c > FORWARD_MATMUL_MAX_CHANNELS:
+        return _conv(x, kernel, strides, padding, dilation), (x, None, kernel)
+    taps = windows(x, (kh, kw), strides, padding, dilation)  # [kh*kw, n, oh, ow, c]
+    t = taps.reshape(kh * kw, -1, c)
+    y = jax.lax.dot_general(t, kernel.reshape(kh * kw, c, f), (((0, 2), (0, 1)), ((), ())))
+    return y.reshape(*taps.shape[1:4], f), (x, taps, kernel)
 
 
 def _bwd(strides, padding, dilation, residuals, g):
-    x, kernel = residuals
+    x, taps, kernel = residuals
     _, input_vjp = jax.vjp(lambda x: _conv(x, kernel, strides, padding, dilation), x)
     (dx,) = input_vjp(g)  # lax's own input gradient (dead code when x is the data)
-    dk = kernel_grad(x, g, kernel.shape, strides, padding, dilation).astype(kernel.dtype)
-    return dx, dk
+    if taps is None:
+        dk = kernel_grad(x, g, kernel.shape, strides, padding, dilation)
+    else:  # the forward pass's windows
+        dk = _taps_grad(taps, g, kernel.shape)
+    return dx, dk.astype(kernel.dtype)
 
 
 conv_matmul_kernel_grad.defvjp(_fwd, _bwd)

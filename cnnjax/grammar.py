@@ -32,29 +32,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 from cnnjax import spec as _spec
-from cnnjax.spec import (
-    ACTIVATIONS,
-    Activation,
-    AvgPool,
-    BatchNorm,
-    Concat,
-    Conv,
-    Dense,
-    DepthwiseConv,
-    Dropout,
-    Flatten,
-    GlobalAvgPool,
-    Layer,
-    MaxPool,
-    NetSpec,
-    Padding,
-    Pair,
-    Residual,
-    SpecError,
-    _Pool,
-)
+from cnnjax.spec import ACTIVATIONS, Layer, NetSpec, Padding, Pair, SpecError, _Pool
 
 _CONV_RE = re.compile(
     r"^conv(?P<f>\d+)x(?P<kh>\d+)(?:x(?P<kw>\d+))?(?:s(?P<s>\d+))?(?:d(?P<d>\d+))?"
@@ -83,7 +64,9 @@ _TOKENS_HINT = (
 
 def _split(text: str, sep: str) -> list[str]:
     """Split at `sep` outside parentheses; unbalanced parentheses are a SpecError."""
-    parts, depth, current = [], 0, []
+    parts: list[str] = []
+    current: list[str] = []
+    depth = 0
     for ch in text:
         if ch == "(":
             depth += 1
@@ -111,12 +94,12 @@ def _pad(m: re.Match[str]) -> Padding:
     return pad
 
 
-def _pad_text(layer: Conv | DepthwiseConv | _Pool) -> str:
+def _pad_text(layer: _spec.Conv | _spec.DepthwiseConv | _Pool) -> str:
     if layer.padding == "valid":
         return ""
     if layer.padding == "same":
         return "same"
-    (t, b), (left, r) = layer.padding  # type: ignore[misc]
+    (t, b), (left, r) = layer.padding  # type: ignore[misc,str-unpack]
     if t == b == left == r:
         return f"p{t}"
     raise SpecError(f"{layer.describe()}: unequal explicit padding has no text form; use JSON")
@@ -173,6 +156,18 @@ def _parse_token(tok: str, is_head: bool) -> Layer:
     return _parse_body(body, is_head, name)
 
 
+def _conv_options(m: re.Match[str]) -> dict[str, Any]:
+    """The options a conv and a dw token share: strides, padding, dilation, bias, activation."""
+    s, d = int(m["s"] or 1), int(m["d"] or 1)
+    return {
+        "strides": (s, s),
+        "padding": _pad(m),
+        "dilation": (d, d),
+        "use_bias": not m["nb"],
+        "activation": m["act"] or "relu",
+    }
+
+
 def _parse_body(tok: str, is_head: bool, name: str) -> Layer:
     if m := _BLOCK_RE.match(tok):
         paths = _split(m["body"], "|")
@@ -182,60 +177,40 @@ def _parse_body(tok: str, is_head: bool, name: str) -> Layer:
                 raise SpecError("res(...) takes one or two paths: res(MAIN) or res(MAIN|SHORTCUT)")
             main = _parse_path(paths[0], f"{where}/main")
             short = _parse_path(paths[1], f"{where}/shortcut") if len(paths) == 2 else ()
-            return Residual(main, short, m["act"] or "relu", name=name)
+            return _spec.Residual(main, short, m["act"] or "relu", name=name)
         if m["act"]:
             raise SpecError("cat(...) takes no activation; put one inside each branch")
         branches = [_parse_path(p, f"{where}/branch{i}") for i, p in enumerate(paths)]
-        return Concat(*branches, name=name)
+        return _spec.Concat(*branches, name=name)
     if m := _CONV_RE.match(tok):
-        s, d = int(m["s"] or 1), int(m["d"] or 1)
-        return Conv(
-            int(m["f"]),
-            _kernel(m),
-            (s, s),
-            _pad(m),
-            (d, d),
-            not m["nb"],
-            m["act"] or "relu",
-            name=name,
-        )
+        return _spec.Conv(int(m["f"]), _kernel(m), **_conv_options(m), name=name)
     if m := _DW_RE.match(tok):
-        s, d = int(m["s"] or 1), int(m["d"] or 1)
-        return DepthwiseConv(
-            _kernel(m),
-            int(m["m"] or 1),
-            (s, s),
-            _pad(m),
-            (d, d),
-            not m["nb"],
-            m["act"] or "relu",
-            name=name,
-        )
+        return _spec.DepthwiseConv(_kernel(m), int(m["m"] or 1), **_conv_options(m), name=name)
     if m := _POOL_RE.match(tok):
-        cls = AvgPool if m["kind"] == "avgpool" else MaxPool
+        cls = _spec.AvgPool if m["kind"] == "avgpool" else _spec.MaxPool
         strides = (int(m["s"]), int(m["s"])) if m["s"] else None
-        return cls(_kernel(m), strides, _pad(m), name=name)
+        return cls(_kernel(m), strides, _pad(m), name=name)  # type: ignore[arg-type]
     if m := _DENSE_RE.match(tok):
         units = int(m["u"])
         default = ("sigmoid" if units == 1 else "softmax") if is_head else "relu"
-        return Dense(units, m["act"] or default, not m["nb"], name=name)
+        return _spec.Dense(units, m["act"] or default, not m["nb"], name=name)
     if m := _DROP_RE.match(tok):
-        return Dropout(float(m["r"]), name=name)
+        return _spec.Dropout(float(m["r"]), name=name)
     if tok == "flatten":
-        return Flatten(name=name)
+        return _spec.Flatten(name=name)
     if tok in ("gap", "globalavgpool"):
-        return GlobalAvgPool(name=name)
+        return _spec.GlobalAvgPool(name=name)
     if tok in ("bn", "batchnorm"):
-        return BatchNorm(name=name)
+        return _spec.BatchNorm(name=name)
     if tok in ACTIVATIONS:
-        return Activation(tok, name=name)
+        return _spec.Activation(tok, name=name)
     raise SpecError(f"not a layer token; {_TOKENS_HINT}")
 
 
 # --------------------------------------------------------------------------- writing
 
 
-def _text_conv_suffix(layer: Conv | DepthwiseConv, default_act: str) -> str:
+def _text_conv_suffix(layer: _spec.Conv | _spec.DepthwiseConv, default_act: str) -> str:
     out = ""
     if layer.strides[0] != layer.strides[1] or layer.dilation[0] != layer.dilation[1]:
         raise SpecError(f"{layer.describe()}: unequal strides/dilation have no text form; use JSON")
@@ -258,7 +233,7 @@ def _kernel_text(k: Pair) -> str:
 def to_text(spec: NetSpec) -> str:
     """The compact text form of a spec; `from_text(to_text(s)) == s` where a text form exists
     (explicit padding, unequal strides and non-default batch norm are JSON only)."""
-    dense_positions = [i for i, layer in enumerate(spec.layers) if isinstance(layer, Dense)]
+    dense_positions = [i for i, layer in enumerate(spec.layers) if isinstance(layer, _spec.Dense)]
     head = dense_positions[-1] if dense_positions else -1
     tokens = ["in{}x{}x{}".format(*spec.input_shape)]
     tokens += [_token(layer, i, i == head) for i, layer in enumerate(spec.layers)]
@@ -282,41 +257,41 @@ def _token(layer: Layer, i: int, is_head: bool) -> str:
 
 
 def _token_body(layer: Layer, i: int, is_head: bool) -> str:
-    if isinstance(layer, Residual):
+    if isinstance(layer, _spec.Residual):
         body = _path_text(layer.main)
         if layer.shortcut:
             body += "|" + _path_text(layer.shortcut)
         act = "" if layer.activation == "relu" else f":{layer.activation}"
         return f"res({body}){act}"
-    if isinstance(layer, Concat):
+    if isinstance(layer, _spec.Concat):
         return "cat(" + "|".join(_path_text(b) for b in layer.branches) + ")"
-    if isinstance(layer, Conv):
+    if isinstance(layer, _spec.Conv):
         return f"conv{layer.filters}x{_kernel_text(layer.kernel)}" + _text_conv_suffix(
             layer, "relu"
         )
-    if isinstance(layer, DepthwiseConv):
+    if isinstance(layer, _spec.DepthwiseConv):
         mult = f"m{layer.depth_multiplier}" if layer.depth_multiplier != 1 else ""
         return f"dw{_kernel_text(layer.kernel)}{mult}" + _text_conv_suffix(layer, "relu")
     if isinstance(layer, _Pool):
-        kind = "avgpool" if isinstance(layer, AvgPool) else "pool"
+        kind = "avgpool" if isinstance(layer, _spec.AvgPool) else "pool"
         if layer.strides[0] != layer.strides[1]:
             raise SpecError(f"layer {i} ({layer.describe()}): no text form; use JSON")
         s = f"s{layer.strides[0]}" if layer.strides != layer.window else ""
         return f"{kind}{_kernel_text(layer.window)}{s}{_pad_text(layer)}"
-    if isinstance(layer, Dense):
+    if isinstance(layer, _spec.Dense):
         default = ("sigmoid" if layer.units == 1 else "softmax") if is_head else "relu"
         nb = "" if layer.use_bias else "nb"
         act = f":{layer.activation}" if layer.activation != default else ""
         return f"dense{layer.units}{nb}{act}"
-    if isinstance(layer, Dropout):
+    if isinstance(layer, _spec.Dropout):
         return f"drop{layer.rate:g}"
-    if isinstance(layer, Flatten):
+    if isinstance(layer, _spec.Flatten):
         return "flatten"
-    if isinstance(layer, GlobalAvgPool):
+    if isinstance(layer, _spec.GlobalAvgPool):
         return "gap"
-    if isinstance(layer, Activation):
+    if isinstance(layer, _spec.Activation):
         return layer.activation
-    if isinstance(layer, BatchNorm):
+    if isinstance(layer, _spec.BatchNorm):
         if (layer.momentum, layer.epsilon) != (0.99, 1e-3):
             raise SpecError(f"layer {i} (BatchNorm): non-default settings have no text form")
         return "bn"

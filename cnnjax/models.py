@@ -236,7 +236,11 @@ class SpecModel(nn.Module):
             k = effective_kernel(layer.kernel, layer.dilation)
             pads = resolve_padding(layer.padding, x.shape[1:3], k, layer.strides)
             depthwise = isinstance(layer, DepthwiseConv)
-            features = x.shape[-1] * layer.depth_multiplier if depthwise else layer.filters
+            features = (
+                x.shape[-1] * layer.depth_multiplier
+                if isinstance(layer, DepthwiseConv)
+                else layer.filters
+            )
             return SpecConv(
                 features=features,
                 kernel_size=layer.kernel,

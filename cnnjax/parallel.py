@@ -61,6 +61,8 @@ def initialize(
         and (num_processes < 1 or not 0 <= process_id < num_processes)
     ):
         raise ParallelError(f"bad process id {process_id} of {num_processes} processes")
+    if coordinator is not None and process_id:
+        wait_for_coordinator(coordinator, timeout_s)
     if getattr(jax.config, "jax_cpu_collectives_implementation", None) is None:
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(
@@ -69,6 +71,32 @@ def initialize(
         process_id=process_id,
         initialization_timeout=timeout_s,
     )
+
+
+def wait_for_coordinator(coordinator: str, timeout_s: float) -> None:
+    """Wait until process 0's coordinator accepts connections, or fail with one message.
+
+    Without this, JAX's client waits out its own timeout and then aborts the process with a C++
+    stack trace; here an unreachable coordinator is a `ParallelError` naming the address.
+    """
+    import socket
+    import time
+
+    host, sep, port_text = coordinator.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ParallelError(f"coordinator must be HOST:PORT, got {coordinator!r}")
+    deadline = time.monotonic() + max(timeout_s, 0)
+    while True:
+        try:
+            with socket.create_connection((host.strip("[]"), int(port_text)), timeout=1.0):
+                return
+        except OSError as err:
+            if time.monotonic() >= deadline:
+                raise ParallelError(
+                    f"cannot reach the coordinator {coordinator} within {timeout_s:g} s "
+                    f"({err.strerror or err}): is process 0 running and reachable?"
+                ) from None
+            time.sleep(0.25)
 
 
 def cloud_tpu_pod_env() -> bool:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnjax.errors import RunDirError
+from cnnjax.io import pid_alive
 
 LOCK_NAME = ".cnnjax-lock"
 _UNREADABLE_GRACE_S = 10.0  # a lock file still being written (O_EXCL fallback) is this young
@@ -175,23 +176,6 @@ def _parse(raw: str) -> dict[str, Any]:
     return owner
 
 
-def _pid_alive(pid: int) -> bool:
-    """Whether `pid` is a live (not zombie) process on this host."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OverflowError:
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat[stat.rindex(")") + 2] != "Z"
-    except (OSError, ValueError, IndexError):
-        return True
-
-
 def _stale_reason(owner: dict[str, Any], path: Path) -> str | None:
     """Why the lock of `owner` is stale ("pid N on host H, which is gone"), or None if live."""
     if not owner:  # unreadable: being written right now, or garbage left by a crash
@@ -207,7 +191,7 @@ def _stale_reason(owner: dict[str, Any], path: Path) -> str | None:
         # Our own pid: live if one of our locks holds it, else left by an earlier process
         # that had the same pid (a restarted container) or by a lock object never released.
         return None if owner.get("token") in _held else f"pid {pid} (this process, not held)"
-    return None if _pid_alive(pid) else f"pid {pid} on {host}, which is no longer running"
+    return None if pid_alive(pid) else f"pid {pid} on {host}, which is no longer running"
 
 
 def _in_use_message(run_dir: Path, owner: dict[str, Any], path: Path) -> str:

@@ -62,14 +62,23 @@ def _padding(value: Any) -> Padding:
         return low
     try:
         (t, b), (l, r) = value
-        pads = (int(t), int(b), int(l), int(r))
     except (TypeError, ValueError):
         raise SpecError(
             f"padding must be 'valid', 'same' or [[top, bottom], [left, right]], got {value!r}"
         ) from None
-    if any(isinstance(v, bool) for v in (t, b, l, r)) or min(pads) < 0:
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (t, b, l, r)):
+        raise SpecError(f"explicit padding must be non-negative integers, got {value!r}")
+    pads = (int(t), int(b), int(l), int(r))
+    if min(pads) < 0:
         raise SpecError(f"explicit padding must be non-negative integers, got {value!r}")
     return ((pads[0], pads[1]), (pads[2], pads[3]))
+
+
+def _number(value: Any, what: str) -> float:
+    """A real number (not a bool, not a string), or a SpecError naming `what`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SpecError(f"{what} must be a number, got {value!r}")
+    return float(value)
 
 
 def _activation(value: Any) -> str:
@@ -174,7 +183,8 @@ class DepthwiseConv(Layer):
 @dataclass(frozen=True)
 class _Pool(Layer):
     window: Pair = (2, 2)
-    strides: Pair | None = None  # None: the window (Keras)
+    # None: the window (Keras); __post_init__ stores the pair, so readers always see a Pair.
+    strides: Pair = None  # type: ignore[assignment]
     padding: Padding = "valid"
 
     def __post_init__(self) -> None:
@@ -272,12 +282,14 @@ class BatchNorm(Layer):
     epsilon: float = 1e-3
 
     def __post_init__(self) -> None:
-        if not 0.0 <= float(self.momentum) < 1.0:
+        momentum = _number(self.momentum, "batch_norm momentum")
+        epsilon = _number(self.epsilon, "batch_norm epsilon")
+        if not 0.0 <= momentum < 1.0:
             raise SpecError(f"batch_norm momentum must be in [0, 1), got {self.momentum!r}")
-        if not float(self.epsilon) > 0.0:
-            raise SpecError(f"batch_norm epsilon must be positive, got {self.epsilon!r}")
-        object.__setattr__(self, "momentum", float(self.momentum))
-        object.__setattr__(self, "epsilon", float(self.epsilon))
+        if not 0.0 < epsilon < math.inf:
+            raise SpecError(f"batch_norm epsilon must be positive and finite, got {self.epsilon!r}")
+        object.__setattr__(self, "momentum", momentum)
+        object.__setattr__(self, "epsilon", epsilon)
 
 
 @dataclass(frozen=True)
@@ -424,7 +436,9 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     return (total // 2, total - total // 2)
 
 
-def resolve_padding(padding: Padding, size: Pair, kernel: Pair, strides: Pair) -> tuple[Pair, Pair]:
+def resolve_padding(
+    padding: Padding, size: Sequence[int], kernel: Pair, strides: Pair
+) -> tuple[Pair, Pair]:
     """Explicit ((top, bottom), (left, right)) padding for a window layer on an H x W input."""
     if padding == "valid":
         return ((0, 0), (0, 0))
@@ -442,7 +456,7 @@ def effective_kernel(kernel: Pair, dilation: Pair) -> Pair:
 
 
 def window_output(
-    size: Pair, kernel: Pair, strides: Pair, dilation: Pair, padding: Padding
+    size: Sequence[int], kernel: Pair, strides: Pair, dilation: Pair, padding: Padding
 ) -> tuple[Pair, tuple[Pair, Pair]]:
     """Output H x W and the explicit padding of a conv / pool layer (no validation)."""
     k = effective_kernel(kernel, dilation)
@@ -762,7 +776,7 @@ def layer_from_dict(d: Mapping[str, Any], index: int | str = 0) -> Layer:
         if str(err).startswith("layer "):  # already names a layer inside the block
             raise
         raise SpecError(f"layer {index} ({kind}): {err}") from None
-    except TypeError as err:
+    except (TypeError, ValueError) as err:
         raise SpecError(f"layer {index} ({kind}): {err}") from None
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from cnnjax.analysis import LayerReport, NetReport
+from cnnjax.analysis import LayerReport, NetReport, layer_report, padding_end
 from cnnjax.errors import CnnjaxError
 from cnnjax.trace_fields import Axis, Field
 from cnnjax.trace_walk import Walker
@@ -289,30 +289,23 @@ def _report(
                 padding = (int(coarse[0].p), int(coarse[1].p))
                 pad_end = tuple(
                     int(
-                        max(
-                            (out_shape[by_dim[d]] - 1) * coarse[d].j
-                            - coarse[d].p
-                            + coarse[d].r
-                            - (h, w)[d],
-                            0,
+                        padding_end(
+                            out_shape[by_dim[d]], coarse[d].r, coarse[d].j, coarse[d].p, (h, w)[d]
                         )
                     )
                     for d in range(2)
                 )
-        values = int(math.prod(out))
         reports.append(
-            LayerReport(
+            layer_report(
+                trainable,
+                frozen,
+                in_values,
                 index=i,
                 name=row_name,
                 type=row_kind,
                 description=row_kind,
                 input_shape=prev_shape,
                 output_shape=out,
-                params=trainable + frozen,
-                trainable_params=trainable,
-                non_trainable_params=frozen,
-                values=values,
-                values_fraction=values / in_values,
                 receptive_field=rf,
                 effective_stride=stride,
                 effective_padding=padding,

@@ -5,21 +5,7 @@ from __future__ import annotations
 from hypothesis import assume
 from hypothesis import strategies as st
 
-from cnnjax.spec import (
-    AvgPool,
-    BatchNorm,
-    Concat,
-    Conv,
-    Dense,
-    DepthwiseConv,
-    Dropout,
-    Flatten,
-    GlobalAvgPool,
-    MaxPool,
-    NetSpec,
-    Residual,
-    SpecError,
-)
+from cnnjax import spec
 
 small = st.integers(1, 3)
 paddings = st.one_of(
@@ -40,10 +26,10 @@ def conv_layers(draw, linear: bool = False, positive_only: bool = False):
     padding = draw(paddings)
     act = "linear" if linear else draw(st.sampled_from(["linear", "relu", "tanh"]))
     if kind == "conv":
-        return Conv(
+        return spec.Conv(
             draw(st.integers(1, 4)), kernel, strides, padding, dilation, draw(st.booleans()), act
         )
-    return DepthwiseConv(
+    return spec.DepthwiseConv(
         kernel, draw(st.integers(1, 2)), strides, padding, dilation, draw(st.booleans()), act
     )
 
@@ -54,7 +40,7 @@ def pool_layers(draw, kinds=("max", "avg")):
     window = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     strides = draw(st.one_of(st.none(), st.tuples(st.integers(1, 3), st.integers(1, 3))))
     padding = draw(st.sampled_from(["valid", "same"]))
-    cls = MaxPool if kind == "max" else AvgPool
+    cls = spec.MaxPool if kind == "max" else spec.AvgPool
     return cls(window, strides, padding)
 
 
@@ -72,8 +58,8 @@ def valid_specs(draw, max_body: int = 4):
             st.one_of(
                 conv_layers(),
                 pool_layers(),
-                st.just(BatchNorm()),
-                st.builds(Dropout, st.sampled_from([0.0, 0.25, 0.5])),
+                st.just(spec.BatchNorm()),
+                st.builds(spec.Dropout, st.sampled_from([0.0, 0.25, 0.5])),
             ),
             min_size=1,
             max_size=max_body,
@@ -83,16 +69,16 @@ def valid_specs(draw, max_body: int = 4):
         st.sampled_from(
             [
                 (),
-                (Flatten(),),
-                (GlobalAvgPool(),),
-                (Flatten(), Dense(3, "relu"), Dense(2)),
-                (GlobalAvgPool(), Dense(4, "softmax")),
+                (spec.Flatten(),),
+                (spec.GlobalAvgPool(),),
+                (spec.Flatten(), spec.Dense(3, "relu"), spec.Dense(2)),
+                (spec.GlobalAvgPool(), spec.Dense(4, "softmax")),
             ]
         )
     )
     try:
-        return NetSpec(shape, (*body, *head))
-    except SpecError:
+        return spec.NetSpec(shape, (*body, *head))
+    except spec.SpecError:
         assume(False)
 
 
@@ -105,8 +91,8 @@ def linear_rf_specs(draw, with_max_pool: bool = False):
         st.lists(st.one_of(conv_layers(linear=True), pool_layers(kinds)), min_size=1, max_size=4)
     )
     try:
-        return NetSpec(shape, tuple(body))
-    except SpecError:
+        return spec.NetSpec(shape, tuple(body))
+    except spec.SpecError:
         assume(False)
 
 
@@ -120,14 +106,14 @@ def aligned_layers(draw, strides=(1, 1), linear: bool = False, channels: int | N
     kind = draw(st.sampled_from(["conv", "depthwise", "avg"]))
     k = (draw(st.sampled_from([1, 3])), draw(st.sampled_from([1, 3])))
     if kind == "avg":
-        return AvgPool(k, strides, ((k[0] // 2,) * 2, (k[1] // 2,) * 2))
+        return spec.AvgPool(k, strides, ((k[0] // 2,) * 2, (k[1] // 2,) * 2))
     d = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
     pad = ((d[0] * (k[0] // 2),) * 2, (d[1] * (k[1] // 2),) * 2)
     act = "linear" if linear else draw(st.sampled_from(["linear", "relu"]))
     if kind == "conv" or channels is not None:
         filters = channels if channels is not None else draw(st.integers(1, 4))
-        return Conv(filters, k, strides, pad, d, draw(st.booleans()), act)
-    return DepthwiseConv(k, draw(st.integers(1, 2)), strides, pad, d, draw(st.booleans()), act)
+        return spec.Conv(filters, k, strides, pad, d, draw(st.booleans()), act)
+    return spec.DepthwiseConv(k, draw(st.integers(1, 2)), strides, pad, d, draw(st.booleans()), act)
 
 
 @st.composite
@@ -156,14 +142,14 @@ def blocks(draw, linear: bool = False, depth: int = 1):
         channels = draw(st.integers(1, 4))
         main.append(draw(aligned_layers((1, 1), linear, channels=channels)))
         # The shortcut projects to the main path's channels and stride (a 1x1 conv).
-        shortcut = [Conv(channels, 1, strides, use_bias=draw(st.booleans()))]
+        shortcut = [spec.Conv(channels, 1, strides, use_bias=draw(st.booleans()))]
         act = "linear" if linear else draw(st.sampled_from(["linear", "relu"]))
-        return Residual(main, shortcut, act)
+        return spec.Residual(main, shortcut, act)
     n = draw(st.integers(1, 3))
     branches = [draw(aligned_paths(strides, linear, depth)) for _ in range(n)]
     if strides == (1, 1) and draw(st.booleans()):
         branches.append([])  # an identity branch (DenseNet style)
-    return Concat(*branches)
+    return spec.Concat(*branches)
 
 
 @st.composite
@@ -175,11 +161,15 @@ def graph_specs(draw, linear: bool = False, head: bool = True):
     )
     body.append(draw(blocks(linear)))
     if not linear and draw(st.booleans()):
-        body.insert(draw(st.integers(0, len(body))), BatchNorm())
-    tail = draw(st.sampled_from([(), (GlobalAvgPool(), Dense(3)), (Flatten(), Dense(2))]))
+        body.insert(draw(st.integers(0, len(body))), spec.BatchNorm())
+    tail = draw(
+        st.sampled_from(
+            [(), (spec.GlobalAvgPool(), spec.Dense(3)), (spec.Flatten(), spec.Dense(2))]
+        )
+    )
     try:
-        return NetSpec(shape, (*body, *(tail if head else ())))
-    except SpecError:
+        return spec.NetSpec(shape, (*body, *(tail if head else ())))
+    except spec.SpecError:
         assume(False)
 
 
@@ -190,11 +180,11 @@ def misaligned_specs(draw):
     c = draw(st.integers(1, 3))
     shape = (draw(st.integers(6, 14)), draw(st.integers(6, 14)), c)
     k = draw(st.sampled_from([3, 5]))
-    lopsided = Conv(c, k, 1, ((0, k - 1), (0, k - 1)))
-    other = draw(st.sampled_from([[], [Conv(c, 1)]]))
+    lopsided = spec.Conv(c, k, 1, ((0, k - 1), (0, k - 1)))
+    other = draw(st.sampled_from([[], [spec.Conv(c, 1)]]))
     if draw(st.booleans()):
-        block = Residual([lopsided], other, "relu")
+        block = spec.Residual([lopsided], other, "relu")
     else:
-        block = Concat(other, [lopsided])
+        block = spec.Concat(other, [lopsided])
     prefix = draw(st.lists(aligned_layers((1, 1), channels=c), max_size=2))
-    return NetSpec(shape, (*prefix, block))
+    return spec.NetSpec(shape, (*prefix, block))

@@ -18,6 +18,7 @@ from cnnjax import zoo
 from cnnjax.analysis import analyze, layer_names, receptive_window
 from cnnjax.models import build_model, count_params, intermediates
 from cnnjax.spec import SpecError
+from tests.receptive import inside_unit, positive_params
 from tests.strategies import graph_specs, misaligned_specs
 
 
@@ -77,30 +78,6 @@ def test_misaligned_merges_get_one_clear_error(spec):
     assert analyze(spec, allow_misaligned=True).layers[-1].is_merge
 
 
-def _positive_params(variables, key):
-    leaves, treedef = jax.tree_util.tree_flatten(variables.get("params", {}))
-    keys = jax.random.split(key, len(leaves))
-    new = [
-        jax.random.uniform(k, leaf.shape, minval=0.1, maxval=1.0)
-        for k, leaf in zip(keys, leaves, strict=True)
-    ]
-    return {"params": jax.tree_util.tree_unflatten(treedef, new)}  # no BN in linear graphs
-
-
-def _inside_unit(r, h, w):
-    """A unit of row `r` whose analytic window lies wholly inside the input, or None."""
-    oh, ow = r.output_shape[:2]
-    units = sorted(
-        ((i, j) for i in range(oh) for j in range(ow)),
-        key=lambda u: (abs(u[0] - oh // 2) + abs(u[1] - ow // 2), u),
-    )
-    for i, j in units:
-        top, bottom, left, right = receptive_window(r, i, j)
-        if top >= 0 and left >= 0 and bottom < h and right < w:
-            return i, j
-    return None
-
-
 @given(graph_specs(linear=True, head=False))
 def test_merge_receptive_field_equals_gradient_support(spec):
     """At every merge output (linear paths, positive weights) the gradient support of a unit
@@ -111,13 +88,13 @@ def test_merge_receptive_field_equals_gradient_support(spec):
     targets = [
         (r, unit)
         for r in report.layers
-        if r.is_merge and not r.is_global and (unit := _inside_unit(r, h, w)) is not None
+        if r.is_merge and not r.is_global and (unit := inside_unit(r, h, w)) is not None
     ]
     assume(targets)
     model = build_model(spec, pool_impl="reduce_window")
     x = jax.random.uniform(jax.random.key(2), (1, *spec.input_shape), minval=0.5, maxval=1.0)
     shapes = jax.eval_shape(model.init, jax.random.key(0), x)  # no eager init: fast
-    variables = _positive_params(shapes, jax.random.key(1))
+    variables = positive_params(shapes, jax.random.key(1))
 
     def units(inp):
         acts = intermediates(model, variables, inp)[1]

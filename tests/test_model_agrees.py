@@ -15,6 +15,7 @@ from cnnjax import zoo
 from cnnjax.analysis import analyze, receptive_window
 from cnnjax.models import build_model, count_params, init_variables, intermediates, max_pool
 from cnnjax.spec import MaxPool
+from tests.receptive import inside_unit, positive_params
 from tests.strategies import linear_rf_specs, valid_specs
 
 
@@ -44,40 +45,18 @@ def test_zoo_params_and_shapes_match_flax(name):
     _check_params_and_shapes(zoo.get(name))
 
 
-def _positive_params(variables, key):
-    leaves, treedef = jax.tree_util.tree_flatten(variables.get("params", {}))
-    keys = jax.random.split(key, len(leaves))
-    new = [
-        jax.random.uniform(k, leaf.shape, minval=0.1, maxval=1.0)
-        for k, leaf in zip(keys, leaves, strict=True)
-    ]
-    return {"params": jax.tree_util.tree_unflatten(treedef, new)}  # RF specs have no BN
-
-
-def _inside_unit(report_layer, h, w):
-    """An output unit whose analytic window lies wholly inside the input (centre first)."""
-    oh, ow = report_layer.output_shape[:2]
-    units = sorted(
-        ((i, j) for i in range(oh) for j in range(ow)),
-        key=lambda u: (abs(u[0] - oh // 2) + abs(u[1] - ow // 2), u),
-    )
-    for i, j in units:
-        top, bottom, left, right = receptive_window(report_layer, i, j)
-        if top >= 0 and left >= 0 and bottom < h and right < w:
-            return (i, j), True
-    return (oh // 2, ow // 2), False
-
-
 def _gradient_support(spec, seed=0):
     """Bounding box of the input pixels that reach one unit of the last layer (via jax.vjp),
     the analytic window of that unit clipped to the input, and whether it lies inside."""
     model = build_model(spec, pool_impl="reduce_window")
     last = analyze(spec).layers[-1]
     h, w = spec.input_shape[:2]
-    (ci, cj), inside = _inside_unit(last, h, w)
+    unit = inside_unit(last, h, w)
+    inside = unit is not None
+    ci, cj = unit if inside else (last.output_shape[0] // 2, last.output_shape[1] // 2)
     x = jax.random.uniform(jax.random.key(seed + 2), (1, *spec.input_shape), minval=0.5, maxval=1.0)
     shapes = jax.eval_shape(model.init, jax.random.key(seed), x)  # no eager init: fast
-    variables = _positive_params(shapes, jax.random.key(seed + 1))
+    variables = positive_params(shapes, jax.random.key(seed + 1))
 
     @jax.jit
     def input_gradient(variables, inp):

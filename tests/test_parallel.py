@@ -101,6 +101,7 @@ def test_data_parallel_step_splits_the_batch_and_all_reduces():
     """The compiled step holds one device's share of the batch and an all-reduce."""
     from cnnjax.train import (
         DataParallelStrategy,
+        Job,
         as_model,
         make_eval_step,
         make_optimizer,
@@ -109,10 +110,11 @@ def test_data_parallel_step_splits_the_batch_and_all_reduces():
 
     layout = parallel.data_parallel(8)
     model, tx = as_model(SPEC), make_optimizer()
-    prog = DataParallelStrategy(
-        layout, model, tx, make_train_step(model, tx), make_eval_step(model),
+    job = Job(
+        model, tx, make_train_step(model, tx), make_eval_step(model),
         np.arange(1, dtype=np.uint32), synthetic(64), None, 1000,
     )  # fmt: skip
+    prog = DataParallelStrategy(layout, job)
     plan = prog.put_plan(np.zeros((1, 2, 32), np.int32))
     hlo = (
         prog.run_batch_jit.lower(prog.state, prog.train_data, plan, np.int32(0)).compile().as_text()
@@ -211,14 +213,32 @@ def _run_processes(commands: list[list[str]], env: dict[str, str], timeout: floa
     return outputs
 
 
-def test_two_processes_train_together_like_one(tmp_path: Path):
-    """Two processes on 127.0.0.1 (2 devices each) train one model: identical parameters in both,
-    equal to the single-process run; process 0 alone writes cnnjax's files and prints."""
+def _bars_npz(tmp_path: Path):
+    """Train and test bars in a Keras-style .npz for the command line: (train, test, path)."""
     train, test = synthetic(256, seed=0), synthetic(64, seed=1)
     npz = tmp_path / "bars.npz"
     np.savez(
         npz, x_train=train.images, y_train=train.labels, x_test=test.images, y_test=test.labels
     )
+    return train, test, npz
+
+
+def _one_device_fit(train, test, seed: int):
+    """The two-process runs' training done by this process on one device: what they must match."""
+    return fit(
+        SPEC,
+        train,
+        validation=test,
+        config=FitConfig(epochs=2, batch_size=16, seed=seed, devices=1),
+        progress=False,
+        log=io.StringIO(),
+    )
+
+
+def test_two_processes_train_together_like_one(tmp_path: Path):
+    """Two processes on 127.0.0.1 (2 devices each) train one model: identical parameters in both,
+    equal to the single-process run; process 0 alone writes cnnjax's files and prints."""
+    train, test, npz = _bars_npz(tmp_path)
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
     run = tmp_path / "run"
@@ -246,14 +266,7 @@ def test_two_processes_train_together_like_one(tmp_path: Path):
     for name, x in zip(p0.files, leaves(loaded.state.params), strict=True):
         np.testing.assert_array_equal(p0[name], x)
 
-    alone = fit(
-        SPEC,
-        train,
-        validation=test,
-        config=FitConfig(epochs=2, batch_size=16, seed=7, devices=1),
-        progress=False,
-        log=io.StringIO(),
-    )
+    alone = _one_device_fit(train, test, seed=7)
     assert_close_trees(alone.state.params, loaded.state.params)
     for a, b in zip(alone.history.records, loaded.history, strict=True):
         np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-5)
@@ -265,11 +278,7 @@ def test_two_processes_resume_a_run(tmp_path: Path):
     restores from the shared directory) and ends where a straight 1-device run ends."""
     from cnnjax.cli import main
 
-    train, test = synthetic(256, seed=0), synthetic(64, seed=1)
-    npz = tmp_path / "bars.npz"
-    np.savez(
-        npz, x_train=train.images, y_train=train.labels, x_test=test.images, y_test=test.labels
-    )
+    train, test, npz = _bars_npz(tmp_path)
     run = tmp_path / "run"
     args = [
         "train", "--model", MODEL, "--dataset", str(npz), "--batch-size", "16", "--seed", "3",
@@ -289,14 +298,7 @@ def test_two_processes_resume_a_run(tmp_path: Path):
     resumed = load_run(run)
     assert [r["epoch"] for r in resumed.history] == [1, 2]
     assert resumed.config["parallel"]["processes"] == 2
-    straight = fit(
-        SPEC,
-        train,
-        validation=test,
-        config=FitConfig(epochs=2, batch_size=16, seed=3, devices=1),
-        progress=False,
-        log=io.StringIO(),
-    )
+    straight = _one_device_fit(train, test, seed=3)
     assert_close_trees(straight.state.params, resumed.state.params)
     assert straight.history.records[-1]["val_accuracy"] == pytest.approx(
         resumed.history[-1]["val_accuracy"], abs=1 / 64

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
 
 from cnnjax import zoo
@@ -20,10 +18,10 @@ from cnnjax.spec import (
     NetSpec,
     SpecError,
     from_dict,
-    from_json,
     same_padding,
     sequential,
 )
+from tests.spec_laws import assert_json_round_trip, assert_text_round_trip
 from tests.strategies import valid_specs
 
 
@@ -76,18 +74,12 @@ def test_text_form_options():
 
 @given(valid_specs())
 def test_json_round_trip(spec):
-    assert from_json(spec.to_json()) == spec
-    assert from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    assert_json_round_trip(spec)
 
 
 @given(valid_specs())
 def test_text_round_trip_where_a_text_form_exists(spec):
-    try:
-        text = spec.to_text()
-    except SpecError:
-        text = None  # unequal explicit padding / strides have no text form: JSON only
-    assume(text is not None)
-    assert from_text(text) == spec
+    assert_text_round_trip(spec)
 
 
 def test_json_missing_keys_take_keras_defaults():
@@ -230,3 +222,24 @@ def test_specs_are_immutable_and_hashable():
     assert hash(spec) == hash(zoo.fashion_cnn())
     assert isinstance(spec, NetSpec)
     assert Flatten() == Flatten()
+
+
+@pytest.mark.parametrize(
+    ("layer", "message"),
+    [
+        ({"type": "batch_norm", "momentum": "abc"}, "momentum must be a number"),
+        ({"type": "batch_norm", "epsilon": float("inf")}, "epsilon must be positive and finite"),
+        ({"type": "batch_norm", "momentum": float("nan")}, "momentum must be in"),
+        ({"type": "conv", "filters": 4, "padding": [[1.7, 0], [0, 0]]}, "non-negative integers"),
+        ({"type": "conv", "filters": 4, "padding": [[True, 0], [0, 0]]}, "non-negative integers"),
+    ],
+    ids=["momentum-abc", "epsilon-infinity", "momentum-nan", "padding-float", "padding-bool"],
+)
+def test_audit_bad_layer_values_are_spec_errors_not_silent(layer, message):
+    """Regressions from the input audit: a traceback (momentum "abc") and silent acceptance
+    (epsilon Infinity; padding 1.7 truncated to 1)."""
+    spec = {"input_shape": [8, 8, 1], "layers": [{"type": "conv", "filters": 2}, layer]}
+    if layer["type"] == "conv":
+        spec["layers"] = [layer]
+    with pytest.raises(SpecError, match=message):
+        from_dict(spec)

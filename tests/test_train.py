@@ -94,6 +94,11 @@ def test_mean_std_ci():
         assert mean_std_ci(values)["ci95"] == pytest.approx(want, rel=1e-12)
 
 
+def _resume(run, train, config, **kwargs):
+    """`fit` of SPEC continuing the run directory `run` under `config`."""
+    return fit(SPEC, train, config=config, run_dir=run, resume=True, **kwargs)
+
+
 def test_resume_with_other_settings_is_refused_and_loses_nothing(tmp_path):
     train = synthetic()
     run = tmp_path / "run"
@@ -101,13 +106,7 @@ def test_resume_with_other_settings_is_refused_and_loses_nothing(tmp_path):
     saved = sorted(p.name for p in (run / "checkpoints").iterdir())
     before = load_run(run)
     with pytest.raises(Exception, match=r"cannot resume .*learning_rate was 0.001, now 0.1"):
-        fit(
-            SPEC,
-            train,
-            config=FitConfig(epochs=3, batch_size=32, learning_rate=0.1),
-            run_dir=run,
-            resume=True,
-        )
+        _resume(run, train, FitConfig(epochs=3, batch_size=32, learning_rate=0.1))
     after = load_run(run)
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == saved
     for x, y in zip(leaves(before.state), leaves(after.state), strict=True):
@@ -136,13 +135,7 @@ def test_nan_guard_keeps_earlier_checkpoints(tmp_path):
     bad_images[:] = np.inf
     bad = ArrayDataset(bad_images, train.labels, 3, train.class_names, "good")
     with pytest.raises(TrainingError, match=r"at step 12.*last good checkpoint is step 12"):
-        fit(
-            SPEC,
-            bad,
-            config=FitConfig(epochs=2, batch_size=32, checkpoint_every=4),
-            run_dir=run,
-            resume=True,
-        )
+        _resume(run, bad, FitConfig(epochs=2, batch_size=32, checkpoint_every=4))
     assert sorted(int(p.name) for p in (run / "checkpoints").iterdir()) == names
 
 
@@ -155,14 +148,7 @@ def test_run_directory_and_resume_extends_training(tmp_path):
     assert "jax" in config["versions"]
     with pytest.raises(Exception, match="already holds a run"):
         fit(SPEC, train, config=FitConfig(epochs=1, batch_size=32), run_dir=run)
-    fit(
-        SPEC,
-        train,
-        validation=test,
-        config=FitConfig(epochs=2, batch_size=32),
-        run_dir=run,
-        resume=True,
-    )
+    _resume(run, train, FitConfig(epochs=2, batch_size=32), validation=test)
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["epoch"] for x in lines] == [1, 2]
     straight = fit(SPEC, train, validation=test, config=FitConfig(epochs=2, batch_size=32))

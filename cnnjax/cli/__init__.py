@@ -12,6 +12,7 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from cnnjax import _xla_flags
 from cnnjax.cli import (
@@ -34,9 +35,17 @@ __all__ = ["UserError", "build_parser", "main"]
 SUBCOMMANDS = (summary, zoo, spec, demo, data, train, evaluate, inspect, experiment)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors as one `error:` line (exit 2), like every other error;
+    subcommand parsers inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `cnnjax` parser with every subcommand registered."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="cnnjax",
         description="Answer the classic CNN questions by experiment: analytic numbers beside accuracy.",
     )

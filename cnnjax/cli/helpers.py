@@ -7,8 +7,9 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cnnjax.errors import CnnjaxError
 
@@ -22,53 +23,70 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+N = TypeVar("N", int, float)
+
+
 # ------------------------------------------------------------------ argparse types
+
+
+def _number(
+    text: str, convert: Callable[[str], N], ok: Callable[[N], bool], kind: str, rule: str
+) -> N:
+    """`text` read by `convert` (int or float) and accepted by `ok`; else an argparse error that
+    says what was expected (`kind`) or which `rule` the value breaks."""
+    try:
+        value = convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
+    return value
 
 
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+    return _number(text, int, lambda v: v >= 1, "a positive integer", "a positive integer")
 
 
 def nonnegative_int(text: str) -> int:
     """argparse type: an integer >= 0 (0 switches the feature off)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0 (0: off), got {text}")
-    return value
+    return _number(text, int, lambda v: v >= 0, "an integer >= 0", "an integer >= 0 (0: off)")
 
 
 def positive_float(text: str) -> float:
     """argparse type: a finite number > 0 (a learning rate, a penalty)."""
+    return _number(
+        text,
+        float,
+        lambda v: math.isfinite(v) and v > 0,
+        "a positive number",
+        "a finite number > 0",
+    )
+
+
+def number_list(
+    text: str, convert: Callable[[str], N], ok: Callable[[N], bool], unreadable: str, bad: str
+) -> list[N]:
+    """Comma-separated numbers read by `convert`, each accepted by `ok`; else an argparse error
+    with the message `unreadable` (not numbers) or `bad` (a value `ok` rejects)."""
     try:
-        value = float(text)
+        values = [convert(v) for v in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return value
+        raise argparse.ArgumentTypeError(unreadable) from None
+    if not all(ok(v) for v in values):
+        raise argparse.ArgumentTypeError(bad)
+    return values
 
 
 def class_list(text: str) -> list[int]:
     """argparse type of --classes: comma-separated class indices >= 0, e.g. 0,1,7."""
-    try:
-        classes = [int(c) for c in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated class indices such as 0,1,7, got {text!r}"
-        ) from None
-    if min(classes) < 0:
-        raise argparse.ArgumentTypeError(f"class indices must be >= 0, got {text}")
-    return classes
+    return number_list(
+        text,
+        int,
+        lambda c: c >= 0,
+        f"expected comma-separated class indices such as 0,1,7, got {text!r}",
+        f"class indices must be >= 0, got {text}",
+    )
 
 
 def validation_arg(text: str) -> str:
@@ -168,6 +186,13 @@ def add_parallel_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--num-processes", type=int, help="processes in the run (with --coordinator)")
     g.add_argument("--process-id", type=int, help="this process, 0..N-1 (with --coordinator)")
     g.add_argument(
+        "--coordinator-timeout",
+        type=positive_int,
+        default=300,
+        metavar="SECONDS",
+        help="how long to wait for the coordinator before giving up (default 300)",
+    )
+    g.add_argument(
         "--distributed",
         action="store_true",
         help="join a multi-process run described by the environment (Cloud TPU pod slice, "
@@ -185,4 +210,9 @@ def start_processes(args: argparse.Namespace) -> None:
     explicit = any(v is not None for v in (args.coordinator, args.num_processes, args.process_id))
     if not (explicit or args.distributed or parallel.cloud_tpu_pod_env()):
         return
-    parallel.initialize(args.coordinator, args.num_processes, args.process_id)
+    parallel.initialize(
+        args.coordinator,
+        args.num_processes,
+        args.process_id,
+        timeout_s=getattr(args, "coordinator_timeout", 300),
+    )

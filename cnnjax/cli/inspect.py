@@ -15,7 +15,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cnnjax.cli.helpers import UserError, log, nonnegative_int, output_dir, positive_int
+from cnnjax.cli.helpers import (
+    UserError,
+    log,
+    nonnegative_int,
+    number_list,
+    output_dir,
+    positive_int,
+)
 from cnnjax.cli.inspect_sections import do_curves, do_erf, do_maps, do_probe, write_report
 from cnnjax.cli.inspect_target import Session, resolve_target
 from cnnjax.io import safe_name
@@ -64,15 +71,13 @@ def run(what: str, args: argparse.Namespace) -> int:
 
 
 def _ridges(text: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"not a number or a comma-separated list: {text}"
-        ) from None
-    if not all(math.isfinite(v) and v > 0 for v in values):
-        raise argparse.ArgumentTypeError(f"ridge penalties must be positive, got {text}")
-    return values
+    return number_list(
+        text,
+        float,
+        lambda v: math.isfinite(v) and v > 0,
+        f"not a number or a comma-separated list: {text}",
+        f"ridge penalties must be positive, got {text}",
+    )
 
 
 def _add_options(p: argparse.ArgumentParser) -> None:

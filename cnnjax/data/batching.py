@@ -214,7 +214,7 @@ def _batch_reader(data: Any) -> Any:
     from cnnjax.data.store import fetch_examples
 
     def read(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        items = fetch_examples(data, idx)
+        items = fetch_examples(data, idx.tolist())
         images = np.stack([np.asarray(item["image"]) for item in items])
         return scale_images(images), np.asarray([item["label"] for item in items], np.int32)
 

@@ -24,7 +24,7 @@ from cnnjax.data.registry import BUILDER_VERSION, DATASETS
 ExampleSource = Callable[[], Iterable[tuple[Any, dict[str, Any]]]]
 
 
-class _CnnjaxBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+class _CnnjaxBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):  # type: ignore[call-arg]
     """Common part: features from the registry, examples handed in by the caller."""
 
     VERSION = tfds.core.Version(BUILDER_VERSION)

@@ -68,7 +68,7 @@ def check_image_id(image_id: object, cls: str, where: str) -> str:
             f"'{cls}/<id>' with <id> made of letters, digits, '_' and '-'; the archive's "
             "split list is corrupt or hostile"
         )
-    return image_id
+    return str(image_id)
 
 
 def food101_files(
@@ -98,8 +98,8 @@ def load_resized(path: Path, size: tuple[int, int]) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
-            im = im.convert("RGB").resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        with Image.open(path) as opened:
+            im = opened.convert("RGB").resize((size[1], size[0]), Image.Resampling.BILINEAR)
             return np.asarray(im, np.uint8)
     except (OSError, UnidentifiedImageError) as e:
         raise DataError(f"{path}: cannot decode image ({e})") from None

@@ -124,7 +124,7 @@ def find_idx_files(directory: str | os.PathLike[str]) -> dict[str, tuple[Path, P
             if hit is None:
                 missing.append(f"{base}[.gz]")
             paths.append(hit)
-        found[split] = (paths[0], paths[1])
+        found[split] = (paths[0], paths[1])  # type: ignore[assignment]
     if missing:
         raise DataError(
             f"{directory}: missing IDX file(s) {', '.join(missing)}; a source directory needs "

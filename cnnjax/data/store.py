@@ -10,7 +10,6 @@ reader never sees half a dataset; leftovers of killed runs are removed later.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -27,6 +26,7 @@ import numpy as np
 from cnnjax.data.dataset import ArrayDataset
 from cnnjax.data.errors import DataError
 from cnnjax.data.registry import BUILDER_VERSION, DatasetSpec, default_data_dir, get_spec
+from cnnjax.io import pid_alive, sha256_file
 
 SIDECAR = "cnnjax.json"
 INCOMPLETE_PREFIX = ".incomplete-"
@@ -45,16 +45,6 @@ def dataset_dir(spec: DatasetSpec, root: Path) -> Path:
 def is_prepared(path: Path) -> bool:
     """True when ``path`` is a complete prepared dataset (it only ever appears complete)."""
     return (path / "dataset_info.json").is_file() and (path / SIDECAR).is_file()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def clean_leftovers(parent: Path) -> list[Path]:
@@ -79,7 +69,7 @@ def clean_leftovers(parent: Path) -> list[Path]:
             age = time.time() - path.stat().st_mtime
         except OSError:
             continue
-        dead = writer == host and (pid < 0 or not _pid_alive(pid))
+        dead = writer == host and (pid < 0 or not pid_alive(pid))
         if dead or age > _STALE_SECONDS or writer == "":
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
@@ -175,14 +165,6 @@ def _download(spec: DatasetSpec, root: Path) -> Path:
     return target
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _examples(spec: DatasetSpec, source: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """Read and validate the source; returns per-split example makers and provenance."""
     from cnnjax.data import builders
@@ -198,13 +180,15 @@ def _examples(spec: DatasetSpec, source: Path) -> tuple[dict[str, Any], dict[str
             )
             for split, (images, labels) in files.items()
         }
-        provenance["files"] = {p.name: _sha256(p) for pair in files.values() for p in pair}
+        provenance["files"] = {p.name: sha256_file(p) for pair in files.values() for p in pair}
     elif spec.kind == "cifar":
         from cnnjax.data.cifar import CIFAR10_FILES, find_cifar_dir, read_cifar_dir
 
         arrays = read_cifar_dir(source, num_classes=spec.num_classes)
         root = find_cifar_dir(source)
-        provenance["files"] = {f: _sha256(root / f) for fs in CIFAR10_FILES.values() for f in fs}
+        provenance["files"] = {
+            f: sha256_file(root / f) for fs in CIFAR10_FILES.values() for f in fs
+        }
     else:
         from cnnjax.data.food101 import food101_files, load_resized
 

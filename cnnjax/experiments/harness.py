@@ -225,7 +225,7 @@ class Run:
         from cnnjax.train import versions as _versions
 
         seconds = time.perf_counter() - self.started
-        config = {
+        config: dict[str, Any] = {
             "experiment": self.name,
             "settings": self.settings.to_dict(),
             "command": command,

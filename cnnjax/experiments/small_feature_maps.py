@@ -64,7 +64,7 @@ def run(settings: Settings, out: Path) -> Path:
         f"The last convolution's output is {last.output_shape[0]}x{last.output_shape[1]}x"
         f"{last.output_shape[2]} = {last.values} numbers, but it is not a 3x3 image: each of its nine "
         f"cells sees an {last.receptive_field[0]}x{last.receptive_field[1]} window of the 28x28 input "
-        f"(effective stride {last.effective_stride[0]}), so together they cover the whole digit "
+        f"(effective stride {(last.effective_stride or (0, 0))[0]}), so together they cover the whole digit "
         f"(windows start at rows {sorted({w[0] for w in windows})}).",
         f"The 64 channels of each cell are 64 learned detectors over that window: {last.params:,} "
         "parameters in this layer alone.",

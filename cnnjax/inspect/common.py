@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -61,7 +61,7 @@ def activations(model: Any, variables: Any, x: jax.Array) -> tuple[Any, dict[str
 def predict(model: Any, variables: Any, x: jax.Array) -> jax.Array:
     """The model's output in eval mode (logits for a cnnjax model)."""
     if isinstance(model, SpecModel):
-        return model.apply(variables, x, train=False)
+        return cast(jax.Array, model.apply(variables, x, train=False))
     return activations(model, variables, x)[0]
 
 

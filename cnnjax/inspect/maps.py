@@ -16,14 +16,7 @@ import numpy as np
 
 from cnnjax.analysis import LayerReport, analyze
 from cnnjax.errors import InspectError
-from cnnjax.inspect.common import (
-    activations,
-    as_images,
-    batched,
-    input_shape_of,
-    known_layers,
-    layer_names,
-)
+from cnnjax.inspect import common
 from cnnjax.spec import Conv, DepthwiseConv, NetSpec
 
 
@@ -32,7 +25,7 @@ def _capture(
     model: Any, variables: dict[str, Any], x: jax.Array, names: tuple[str, ...]
 ) -> dict[str, jax.Array]:
     """The named layers' outputs for a batch (XLA drops every layer after the last asked)."""
-    _, acts = activations(model, variables, x)
+    _, acts = common.activations(model, variables, x)
     return {n: acts[n] for n in names}
 
 
@@ -49,10 +42,10 @@ def feature_maps(
     `model` is a cnnjax model or any Flax module; a module's layers are its report's rows
     (`cnnjax.analyze(module, input_shape=...)`) that are submodule outputs or sown values.
     """
-    shape = input_shape_of(model, images)
-    names = tuple(layer_names(known_layers(model, shape), layers))
-    x = as_images(images, shape)
-    out = batched(lambda xb: _capture(model, variables, xb, names), x, batch_size)
+    shape = common.input_shape_of(model, images)
+    names = tuple(common.layer_names(common.known_layers(model, shape), layers))
+    x = common.as_images(images, shape)
+    out = common.batched(lambda xb: _capture(model, variables, xb, names), x, batch_size)
     return {n: out[n] for n in names}
 
 

@@ -21,15 +21,7 @@ import numpy as np
 
 from cnnjax.analysis import NetReport
 from cnnjax.errors import InspectError
-from cnnjax.inspect.common import (
-    activations,
-    as_images,
-    batched,
-    input_shape_of,
-    known_layers,
-    layer_names,
-    report_of,
-)
+from cnnjax.inspect import common
 from cnnjax.inspect.ridge import RIDGE_GRID, fit_ridge_probe
 from cnnjax.results import ProbeResult
 
@@ -133,7 +125,7 @@ def _probe_features(
     if layer == INPUT:
         a = _reduce(x, plan)
     else:
-        _, acts = activations(model, variables, x)
+        _, acts = common.activations(model, variables, x)
         a = _reduce(acts[layer], plan)
     return jnp.pad(a, ((0, 0), (0, _bucket(plan.features) - plan.features)))
 
@@ -185,13 +177,13 @@ def linear_probes(
     hold-out split of (up to 4,000) training images (`fit_ridge_probe`), so that wide layers are
     not judged by an over-fitted probe.
     """
-    shape = input_shape_of(model, train_images)
-    report = report_of(model, shape)
-    known = known_layers(model, shape)
+    shape = common.input_shape_of(model, train_images)
+    report = common.report_of(model, shape)
+    known = common.known_layers(model, shape)
     names = [INPUT, *known] if layers is None else list(layers)
-    layer_names(known, [n for n in names if n != INPUT])  # a clear error for an unknown name
-    xtr = as_images(train_images, shape)
-    xte = as_images(test_images, shape)
+    common.layer_names(known, [n for n in names if n != INPUT])  # a clear error for an unknown name
+    xtr = common.as_images(train_images, shape)
+    xte = common.as_images(test_images, shape)
     ytr = np.asarray(train_labels, np.int32).reshape(-1)
     yte = np.asarray(test_labels, np.int32).reshape(-1)
     if len(ytr) != len(xtr) or len(yte) != len(xte):
@@ -209,8 +201,8 @@ def linear_probes(
         def features(xb: jax.Array, name: str = name, plan: _Reduction = plan) -> jax.Array:
             return _probe_features(model, variables, xb, name, plan)
 
-        ftr = batched(features, xtr, batch_size)  # numpy [n, bucket(features)]
-        fte = batched(features, xte, batch_size)
+        ftr = common.batched(features, xtr, batch_size)  # numpy [n, bucket(features)]
+        fte = common.batched(features, xte, batch_size)
         train_acc, test_acc, chosen = fit_ridge_probe(ftr, ytr, fte, yte, ridge=ridge)
         values = math.prod(out_shape)
         results.append(

@@ -32,7 +32,7 @@ from cnnjax.train.steps import (
     make_optimizer,
     make_train_step,
 )
-from cnnjax.train.strategies import DataParallelStrategy, SeedLoop, SingleDevice, Strategy
+from cnnjax.train.strategies import DataParallelStrategy, Job, SeedLoop, SingleDevice, Strategy
 from cnnjax.train.versions import versions
 from cnnjax.train.writers import CsvWriter, JsonlWriter, TensorBoardWriter
 
@@ -50,6 +50,7 @@ __all__ = [
     "FitResult",
     "FunctionCallback",
     "History",
+    "Job",
     "JsonlWriter",
     "LoadedRun",
     "LossFn",

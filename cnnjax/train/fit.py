@@ -26,7 +26,7 @@ from cnnjax.data import ArrayDataset, batch_indices, num_batches
 from cnnjax.errors import ParallelError, TrainingError
 from cnnjax.metrics import History
 from cnnjax.spec import NetSpec
-from cnnjax.train import rundir, strategies
+from cnnjax.train import memory, rundir, strategies
 from cnnjax.train.callbacks import Callback, Control, as_callbacks
 from cnnjax.train.evaluation import metrics_from_sums
 from cnnjax.train.inputs import as_dataset, check_data_fits, classes_for
@@ -136,9 +136,7 @@ def fit(
     layout = _layout(cfg)
     tx = optimizer or make_optimizer(cfg.optimizer, cfg.learning_rate)
     seeds = np.arange(cfg.seed, cfg.seed + cfg.seeds, dtype=np.uint32)
-    prog = strategies.choose(
-        layout,
-        cfg.seed_mode,
+    job = strategies.Job(
         m,
         tx,
         make_train_step(m, tx, loss),
@@ -148,6 +146,7 @@ def fit(
         val_ds,
         cfg.eval_batch_size,
     )
+    prog = strategies.choose(layout, cfg.seed_mode, job)
     steps_per_epoch = num_batches(len(train_ds), cfg.batch_size)
     run = rundir.RunFiles.none()
     state = prog.state
@@ -227,6 +226,8 @@ def _read_inputs(
         raise TrainingError(
             f"batch size {cfg.batch_size} exceeds the {len(train_ds)} training examples"
         )
+    data_bytes = sum(ds.images.nbytes for ds in (train_ds, val_ds) if ds is not None)
+    memory.check_fits(m, cfg.batch_size, cfg.seeds, data_bytes)
     return m, train_ds, val_ds
 
 

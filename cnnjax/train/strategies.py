@@ -9,8 +9,9 @@ back.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -67,6 +68,23 @@ class Strategy(Protocol):
         ...
 
 
+class Job(NamedTuple):
+    """What every strategy runs: the model, its optimizer and step functions, the seeds, the data."""
+
+    model: Model
+    tx: optax.GradientTransformation
+    step_fn: Callable[..., TrainState]
+    eval_fn: Callable[..., jax.Array]
+    seeds: np.ndarray
+    train: ArrayDataset
+    validation: ArrayDataset | None
+    eval_batch_size: int
+
+    def init_fn(self) -> Callable[[Any], TrainState]:
+        """The initial `TrainState` of one seed."""
+        return functools.partial(create_train_state, self.model, self.tx)
+
+
 def _vmap_seeds(step_fn: Callable[..., Any], eval_fn: Callable[..., Any], k: int) -> tuple:
     """The step and eval functions over a leading seed axis (k > 1), else unchanged."""
     if k == 1:
@@ -74,58 +92,33 @@ def _vmap_seeds(step_fn: Callable[..., Any], eval_fn: Callable[..., Any], k: int
     return jax.vmap(step_fn, in_axes=(0, 0, 0)), jax.vmap(eval_fn, in_axes=(0, 0, None, None, None))
 
 
-class SingleDevice:
-    """The program on one device: the default device, no mesh (what a 1-device machine runs).
+def _batch_step(
+    step_fn: Callable[..., TrainState], rows: jax.sharding.Sharding | None = None
+) -> Callable[..., TrainState]:
+    """A step on batch `b` of a plan (``[..., steps, batch]`` indices), gathered on the device;
+    `rows` constrains the batch's sharding (data parallel)."""
 
-    k seeds run vmapped in one compiled program.
-    """
+    def run_batch(
+        state: TrainState, data: DeviceDataset, plan: jax.Array, b: jax.Array
+    ) -> TrainState:
+        idx = jax.lax.dynamic_index_in_dim(plan, b, axis=-2, keepdims=False)
+        images, labels = data.gather(idx)
+        if rows is not None:
+            images = jax.lax.with_sharding_constraint(images, rows)
+            labels = jax.lax.with_sharding_constraint(labels, rows)
+        return step_fn(state, images, labels)
 
-    def __init__(
-        self,
-        model: Model,
-        tx: optax.GradientTransformation,
-        step_fn: Callable[..., TrainState],
-        eval_fn: Callable[..., jax.Array],
-        seeds: np.ndarray,
-        train: ArrayDataset,
-        validation: ArrayDataset | None,
-        eval_batch_size: int,
-    ):
-        self.k, self.eval_batch_size = len(seeds), eval_batch_size
-        self.train_data = DeviceDataset.put(train)
-        self.val_data = DeviceDataset.put(validation) if validation is not None else None
-        step_fn, eval_fn = _vmap_seeds(step_fn, eval_fn, self.k)
+    return run_batch
 
-        def run_batch(
-            state: TrainState, data: DeviceDataset, plan: jax.Array, b: jax.Array
-        ) -> TrainState:
-            idx = jax.lax.dynamic_index_in_dim(plan, b, axis=-2, keepdims=False)
-            images, labels = data.gather(idx)
-            return step_fn(state, images, labels)
 
-        self.run_batch_jit = jax.jit(run_batch, donate_argnums=0)
-        self.eval_jit = jax.jit(eval_fn)
-        init = jax.jit(lambda s: create_train_state(model, tx, s))
-        self.state: Any = (
-            jax.vmap(lambda s: create_train_state(model, tx, s))(seeds)
-            if self.k > 1
-            else init(int(seeds[0]))
-        )
+def _zero_sums(state: TrainState) -> TrainState:
+    """The state with its running [loss sum, correct, count] set to zero (a new epoch)."""
+    return state._replace(sums=jnp.zeros_like(state.sums))
 
-    def put_plan(self, plans: np.ndarray) -> jax.Array:
-        return jnp.asarray(plans if self.k > 1 else plans[0])
 
-    def run_batch(self, state: TrainState, plan: jax.Array, b: int) -> TrainState:
-        return self.run_batch_jit(state, self.train_data, plan, jnp.int32(b))
-
-    def eval_sums(self, state: TrainState) -> np.ndarray:
-        assert self.val_data is not None
-        return eval_sums(
-            self.eval_jit, state.params, state.batch_stats, self.val_data, self.eval_batch_size
-        )
-
-    def reset_sums(self, state: TrainState) -> TrainState:
-        return state._replace(sums=jnp.zeros_like(state.sums))
+class _OneState:
+    """For strategies that hold one `TrainState` (leading seed axis when k > 1): it is already
+    the stacked form."""
 
     def stacked(self, state: TrainState) -> TrainState:
         return state
@@ -143,7 +136,53 @@ class SingleDevice:
         return fn(state)
 
 
-class SeedLoop:
+class _OnDefaultDevice:
+    """For the one-device strategies: the data on the default device, the compiled batch step
+    and the compiled eval function."""
+
+    def __init__(
+        self, job: Job, step_fn: Callable[..., TrainState], eval_fn: Callable[..., jax.Array]
+    ):
+        self.k, self.eval_batch_size = len(job.seeds), job.eval_batch_size
+        self.train_data = DeviceDataset.put(job.train)
+        self.val_data = DeviceDataset.put(job.validation) if job.validation is not None else None
+        self.run_batch_jit = jax.jit(_batch_step(step_fn), donate_argnums=0)
+        self.eval_jit = jax.jit(eval_fn)
+
+    def _eval_state(self, state: TrainState) -> np.ndarray:
+        assert self.val_data is not None
+        return eval_sums(
+            self.eval_jit, state.params, state.batch_stats, self.val_data, self.eval_batch_size
+        )
+
+
+class SingleDevice(_OnDefaultDevice, _OneState):
+    """The program on one device: the default device, no mesh (what a 1-device machine runs).
+
+    k seeds run vmapped in one compiled program.
+    """
+
+    def __init__(self, job: Job):
+        super().__init__(job, *_vmap_seeds(job.step_fn, job.eval_fn, len(job.seeds)))
+        init = job.init_fn()
+        self.state: Any = (
+            jax.vmap(init)(job.seeds) if self.k > 1 else jax.jit(init)(int(job.seeds[0]))
+        )
+
+    def put_plan(self, plans: np.ndarray) -> jax.Array:
+        return jnp.asarray(plans if self.k > 1 else plans[0])
+
+    def run_batch(self, state: TrainState, plan: jax.Array, b: int) -> TrainState:
+        return self.run_batch_jit(state, self.train_data, plan, jnp.int32(b))
+
+    def eval_sums(self, state: TrainState) -> np.ndarray:
+        return self._eval_state(state)
+
+    def reset_sums(self, state: TrainState) -> TrainState:
+        return _zero_sums(state)
+
+
+class SeedLoop(_OnDefaultDevice):
     """k seeds on one CPU device, one compiled step called once per seed per batch.
 
     On XLA:CPU a vmapped step is slower than k separate ones (its convolutions become grouped
@@ -153,31 +192,10 @@ class SeedLoop:
     exactly as the vmapped program's.
     """
 
-    def __init__(
-        self,
-        model: Model,
-        tx: optax.GradientTransformation,
-        step_fn: Callable[..., TrainState],
-        eval_fn: Callable[..., jax.Array],
-        seeds: np.ndarray,
-        train: ArrayDataset,
-        validation: ArrayDataset | None,
-        eval_batch_size: int,
-    ):
-        self.k, self.eval_batch_size = len(seeds), eval_batch_size
-        self.train_data = DeviceDataset.put(train)
-        self.val_data = DeviceDataset.put(validation) if validation is not None else None
-
-        def run_batch(
-            state: TrainState, data: DeviceDataset, plan: jax.Array, b: jax.Array
-        ) -> TrainState:
-            images, labels = data.gather(plan[b])
-            return step_fn(state, images, labels)
-
-        self.run_batch_jit = jax.jit(run_batch, donate_argnums=0)
-        self.eval_jit = jax.jit(eval_fn)
-        init = jax.jit(lambda s: create_train_state(model, tx, s))
-        self.state: Any = tuple(init(s) for s in seeds)
+    def __init__(self, job: Job):
+        super().__init__(job, job.step_fn, job.eval_fn)
+        init = jax.jit(job.init_fn())
+        self.state: Any = tuple(init(s) for s in job.seeds)
 
     def put_plan(self, plans: np.ndarray) -> tuple[jax.Array, ...]:
         return tuple(jnp.asarray(p) for p in plans)
@@ -189,18 +207,10 @@ class SeedLoop:
         )
 
     def eval_sums(self, state: Any) -> np.ndarray:
-        assert self.val_data is not None
-        return np.stack(
-            [
-                eval_sums(
-                    self.eval_jit, s.params, s.batch_stats, self.val_data, self.eval_batch_size
-                )
-                for s in state
-            ]
-        )
+        return np.stack([self._eval_state(s) for s in state])
 
     def reset_sums(self, state: Any) -> Any:
-        return tuple(s._replace(sums=jnp.zeros_like(s.sums)) for s in state)
+        return tuple(_zero_sums(s) for s in state)
 
     def stacked(self, state: Any) -> TrainState:
         return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *state)
@@ -218,7 +228,7 @@ class SeedLoop:
         return tuple(fn(s) for s in state)
 
 
-class DataParallelStrategy:
+class DataParallelStrategy(_OneState):
     """The program over a data-parallel mesh: each global batch split over the devices.
 
     State and dataset are replicated; each step gathers the batch by a plan sharded on its batch
@@ -228,42 +238,20 @@ class DataParallelStrategy:
     device as a seeds x data mesh would give, without tying k to the device count.
     """
 
-    def __init__(
-        self,
-        layout: DataParallel,
-        model: Model,
-        tx: optax.GradientTransformation,
-        step_fn: Callable[..., TrainState],
-        eval_fn: Callable[..., jax.Array],
-        seeds: np.ndarray,
-        train: ArrayDataset,
-        validation: ArrayDataset | None,
-        eval_batch_size: int,
-    ):
-        self.layout, self.k = layout, len(seeds)
-        step_fn, eval_fn = _vmap_seeds(step_fn, eval_fn, self.k)
+    def __init__(self, layout: DataParallel, job: Job):
+        self.layout, self.k = layout, len(job.seeds)
+        step_fn, eval_fn = _vmap_seeds(job.step_fn, job.eval_fn, self.k)
         repl = layout.replicated
-        self.train_data = DeviceDataset.put(train, sharding=repl)
+        self.train_data = DeviceDataset.put(job.train, sharding=repl)
         self.val_data = (
-            DeviceDataset.put(validation, sharding=repl) if validation is not None else None
+            DeviceDataset.put(job.validation, sharding=repl) if job.validation is not None else None
         )
         # eval pads its last batch anyway: round its size up to split evenly over the devices
-        self.eval_batch_size = -(-eval_batch_size // layout.size) * layout.size
+        self.eval_batch_size = -(-job.eval_batch_size // layout.size) * layout.size
         batch_axis = 1 if self.k > 1 else 0  # images [k, batch, ...] or [batch, ...]
-        rows = layout.sharded(batch_axis)
         self.plan_axis = batch_axis + 1  # plans [k, steps, batch] or [steps, batch]
-
-        def run_batch(
-            state: TrainState, data: DeviceDataset, plan: jax.Array, b: jax.Array
-        ) -> TrainState:
-            idx = jax.lax.dynamic_index_in_dim(plan, b, axis=-2, keepdims=False)
-            images, labels = data.gather(idx)
-            images = jax.lax.with_sharding_constraint(images, rows)
-            labels = jax.lax.with_sharding_constraint(labels, rows)
-            return step_fn(state, images, labels)
-
         self.run_batch_jit = jax.jit(
-            run_batch,
+            _batch_step(step_fn, rows=layout.sharded(batch_axis)),
             in_shardings=(repl, repl, layout.sharded(self.plan_axis), repl),
             out_shardings=repl,
             donate_argnums=0,
@@ -281,17 +269,11 @@ class DataParallelStrategy:
             eval_batch, in_shardings=(repl, repl, repl, shard0, shard0), out_shardings=repl
         )
         self.reset_jit = jax.jit(
-            lambda st: st._replace(sums=jnp.zeros_like(st.sums)),
-            in_shardings=(repl,),
-            out_shardings=repl,
-            donate_argnums=0,
+            _zero_sums, in_shardings=(repl,), out_shardings=repl, donate_argnums=0
         )
-
-        def init(s: Any) -> TrainState:
-            return create_train_state(model, tx, s)
-
+        init = job.init_fn()
         init_fn = jax.vmap(init) if self.k > 1 else init
-        first = seeds if self.k > 1 else int(seeds[0])
+        first = job.seeds if self.k > 1 else int(job.seeds[0])
         self.state: Any = jax.jit(init_fn, out_shardings=repl)(first)
 
     def put_plan(self, plans: np.ndarray) -> jax.Array:
@@ -331,40 +313,13 @@ class DataParallelStrategy:
     def reset_sums(self, state: TrainState) -> TrainState:
         return self.reset_jit(state)
 
-    def stacked(self, state: TrainState) -> TrainState:
-        return state
 
-    def unstacked(self, state: TrainState) -> TrainState:
-        return state
-
-    def sums(self, state: TrainState) -> np.ndarray:
-        return np.asarray(state.sums)
-
-    def bad_steps(self, state: TrainState) -> np.ndarray:
-        return np.asarray(state.bad_step)
-
-    def each(self, state: TrainState, fn: Callable[[TrainState], TrainState]) -> TrainState:
-        return fn(state)
-
-
-def choose(
-    layout: DataParallel | None,
-    seed_mode: str,
-    model: Model,
-    tx: optax.GradientTransformation,
-    step_fn: Callable[..., TrainState],
-    eval_fn: Callable[..., jax.Array],
-    seeds: np.ndarray,
-    train: ArrayDataset,
-    validation: ArrayDataset | None,
-    eval_batch_size: int,
-) -> Strategy:
+def choose(layout: DataParallel | None, seed_mode: str, job: Job) -> Strategy:
     """The strategy for a layout and seed mode: data parallel on a mesh; else k seeds looped
     (``seed_mode="loop"``, or "auto" on a CPU backend) or vmapped on one device."""
-    args = (model, tx, step_fn, eval_fn, seeds, train, validation, eval_batch_size)
     if layout is not None:
-        return DataParallelStrategy(layout, *args)
-    loop = len(seeds) > 1 and (
+        return DataParallelStrategy(layout, job)
+    loop = len(job.seeds) > 1 and (
         seed_mode == "loop" or (seed_mode == "auto" and jax.default_backend() == "cpu")
     )
-    return SeedLoop(*args) if loop else SingleDevice(*args)
+    return SeedLoop(job) if loop else SingleDevice(job)
