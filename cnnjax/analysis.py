@@ -18,17 +18,33 @@ centred on the same input pixel. The merge then takes r, j and P of the path wit
 field (per axis); a misaligned merge is a SpecError naming both paths (or, with
 `allow_misaligned=True`, takes the largest field anyway). Params, MACs and FLOPs sum over
 every layer of every path; a merge row adds none (an add costs one FLOP per output value).
+
+An unknown input size (H and/or W None, `?x?x3`) leaves r and j as they are: they never
+depend on it. P does under TensorFlow's SAME padding with a stride above 1 (the pad grows
+with the size's remainder), so there it is None, as are shapes, values, MACs and FLOPs that
+need the size, and the padding past the far edge; params never need it (the spec refuses a
+dense after a flatten of an unknown size). A merge's alignment is checked on the axes whose
+offsets are known.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from cnnjax import spec as _spec
-from cnnjax.spec import BLOCK_TYPES, KERAS_NAMES, Layer, NetSpec, Node, SpecError, window_output
+from cnnjax.spec import (
+    BLOCK_TYPES,
+    KERAS_NAMES,
+    Layer,
+    NetSpec,
+    Node,
+    Shape,
+    SpecError,
+    resolve_padding,
+)
 
 __all__ = [
     "KERAS_NAMES",
@@ -48,7 +64,15 @@ def layer_names(spec: NetSpec) -> list[str]:
 
 @dataclass(frozen=True)
 class LayerReport:
-    """Analytic numbers for one layer. Spatial pairs are (height, width)."""
+    """Analytic numbers for one layer. Spatial pairs are (height, width).
+
+    In the report of a spec whose input size is unknown (`NetReport.size_known` False), the
+    fields that need the size hold None: spatial sizes in the shapes, `values`,
+    `values_fraction`, `macs`, `flops`, `effective_padding_end`, `effective_padding` where
+    SAME padding with a stride above 1 makes it depend on the size, and a global layer's
+    `receptive_field`. The annotations give the known-size types, which is what every reader
+    that runs the model (it needs the size) sees.
+    """
 
     index: int
     name: str
@@ -61,7 +85,7 @@ class LayerReport:
     non_trainable_params: int
     values: int
     values_fraction: float
-    receptive_field: tuple[int, int]
+    receptive_field: tuple[int, int]  # a global layer's: the input's size
     effective_stride: tuple[int, int] | None
     effective_padding: tuple[int, int] | None
     effective_padding_end: tuple[int, int] | None
@@ -99,7 +123,7 @@ class NetReport:
     """The analytic report of a whole network."""
 
     name: str
-    input_shape: tuple[int, int, int]
+    input_shape: tuple[int, int, int]  # H and/or W None when unknown (see LayerReport)
     layers: tuple[LayerReport, ...]
     is_graph: bool = False  # the spec has blocks: rows carry paths, and merges have rows
 
@@ -116,19 +140,26 @@ class NetReport:
         return sum(r.non_trainable_params for r in self.layers)
 
     @property
+    def size_known(self) -> bool:
+        """False for the report of a spec whose input height or width is unknown (None)."""
+        return None not in self.input_shape
+
+    @property
     def total_macs(self) -> int:
-        return sum(r.macs for r in self.layers)
+        """Summed over the rows; None when a row's needs the unknown input size."""
+        return _total(r.macs for r in self.layers)  # type: ignore[return-value]
 
     @property
     def total_flops(self) -> int:
-        return sum(r.flops for r in self.layers)
+        return _total(r.flops for r in self.layers)  # type: ignore[return-value]
 
     @property
     def input_values(self) -> int:
-        return math.prod(self.input_shape)
+        """H x W x C; None when the size is unknown."""
+        return _prod(self.input_shape)  # type: ignore[return-value]
 
     @property
-    def output_shape(self) -> tuple[int, ...]:
+    def output_shape(self) -> Shape:
         return self.layers[-1].output_shape if self.layers else self.input_shape
 
     def layer(self, name: str) -> LayerReport:
@@ -153,8 +184,25 @@ class NetReport:
         }
 
 
-def _params(layer: Layer, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> tuple[int, int]:
-    """(trainable, non-trainable) parameter counts as Keras reports them."""
+def _prod(shape: Shape) -> int | None:
+    """The number of values in `shape`, or None when a size in it is unknown."""
+    return None if None in shape else math.prod(shape)  # type: ignore[arg-type]
+
+
+def _total(numbers: Iterable[int | None]) -> int | None:
+    """The sum, or None when one of the numbers is unknown."""
+    total = 0
+    for n in numbers:
+        if n is None:
+            return None
+        total += n
+    return total
+
+
+def _params(layer: Layer, shape: Shape, out_shape: Shape) -> tuple[int, int]:
+    """(trainable, non-trainable) parameter counts as Keras reports them. They never need an
+    unknown size: the spec refuses a dense or batch norm on a vector of unknown length."""
+    in_shape: tuple[int, ...] = tuple(0 if n is None else n for n in shape)
     if isinstance(layer, _spec.Conv):
         kh, kw = layer.kernel
         return kh * kw * in_shape[-1] * layer.filters + (layer.filters if layer.use_bias else 0), 0
@@ -169,11 +217,21 @@ def _params(layer: Layer, in_shape: tuple[int, ...], out_shape: tuple[int, ...])
     return 0, 0
 
 
-def _macs_flops(
-    layer: Layer, in_shape: tuple[int, ...], out_shape: tuple[int, ...]
-) -> tuple[int, int]:
-    """Multiply-accumulates, and FLOPs = 2 x MACs + one op per pooled / averaged input element."""
-    out_values = math.prod(out_shape)
+def _macs_flops(layer: Layer, in_shape: Shape, out_shape: Shape) -> tuple[int | None, int | None]:
+    """Multiply-accumulates, and FLOPs = 2 x MACs + one op per pooled / averaged input element;
+    None where they need an unknown input size."""
+    out_values = _prod(out_shape)
+    if out_values is None and isinstance(layer, (_spec.Conv, _spec.DepthwiseConv)):
+        return None, None
+    if out_values is None and isinstance(layer, (_spec.MaxPool, _spec.AvgPool)):
+        return 0, None  # no multiply-accumulates, one op per pooled element
+    if isinstance(layer, _spec.GlobalAvgPool) and None in in_shape:
+        return 0, None
+    return _known_macs_flops(layer, in_shape, out_values or 0)
+
+
+def _known_macs_flops(layer: Layer, shape: Shape, out_values: int) -> tuple[int, int]:
+    in_shape: tuple[int, ...] = tuple(0 if n is None else n for n in shape)
     if isinstance(layer, _spec.Conv):
         macs = out_values * layer.kernel[0] * layer.kernel[1] * in_shape[-1]
         return macs, 2 * macs
@@ -196,12 +254,13 @@ class _Field:
 
     r: tuple[int, int] = (1, 1)
     j: tuple[int, int] = (1, 1)
-    p: tuple[int, int] = (0, 0)
+    p: tuple[int | None, int | None] = (0, 0)  # None: depends on an unknown input size
     is_global: bool = False
 
-    def offset(self, a: int) -> float:
+    def offset(self, a: int) -> float | None:
         """Centre offset (r - 1) / 2 - P of axis `a`: where unit 0's field is centred."""
-        return (self.r[a] - 1) / 2 - self.p[a]
+        p = self.p[a]
+        return None if p is None else (self.r[a] - 1) / 2 - p
 
 
 def _through(f: _Field, layer: Layer, node: Node) -> _Field:
@@ -209,16 +268,27 @@ def _through(f: _Field, layer: Layer, node: Node) -> _Field:
         return _Field(f.r, f.j, f.p, True)
     if not isinstance(layer, (_spec.Conv, _spec.DepthwiseConv, _spec.MaxPool, _spec.AvgPool)):
         return f
-    _, pads = window_output(
-        node.input_shape[:2], layer.kernel, layer.strides, layer.dilation, layer.padding
-    )
     r, j, p = list(f.r), list(f.j), list(f.p)
     for a in range(2):
         k = layer.dilation[a] * (layer.kernel[a] - 1) + 1
         r[a] += (k - 1) * j[a]
-        p[a] += pads[a][0] * j[a]
+        start = _pad_start(layer, node.input_shape[a], k, a)
+        p[a] = None if p[a] is None or start is None else p[a] + start * j[a]  # type: ignore[operator]
         j[a] *= layer.strides[a]
     return _Field((r[0], r[1]), (j[0], j[1]), (p[0], p[1]))
+
+
+def _pad_start(layer: Any, size: int | None, k: int, a: int) -> int | None:
+    """The top / left padding of axis `a` of a window layer (dilated kernel `k`) on an input of
+    `size`: with an unknown size only SAME with a stride above 1 is unknown (stride 1 pads
+    (k - 1) // 2 whatever the size)."""
+    s = layer.strides[a]
+    if size is None:
+        if layer.padding == "same":
+            return (k - 1) // 2 if s == 1 else None
+        size = k  # valid or explicit padding: the start does not depend on the size
+    kernel, strides = (k, k), (s, s)
+    return resolve_padding(layer.padding, (size, size), kernel, strides)[a][0]
 
 
 def _merge(node: Node, fields: Sequence[_Field], allow_misaligned: bool) -> _Field:
@@ -226,11 +296,15 @@ def _merge(node: Node, fields: Sequence[_Field], allow_misaligned: bool) -> _Fie
         return _Field(fields[0].r, fields[0].j, fields[0].p, True)
     first = fields[0]
     for path, f in zip(node.inputs[1:], fields[1:], strict=True):
-        aligned = f.j == first.j and all(f.offset(a) == first.offset(a) for a in range(2))
+        aligned = f.j == first.j and all(
+            f.offset(a) == first.offset(a) or None in (f.offset(a), first.offset(a))
+            for a in range(2)
+        )
         if not aligned and not allow_misaligned:
 
             def where(f: _Field) -> str:
-                return f"stride {f.j[0]}x{f.j[1]}, offset {f.offset(0):g}x{f.offset(1):g}"
+                o = ["?" if v is None else f"{v:g}" for v in (f.offset(0), f.offset(1))]
+                return f"stride {f.j[0]}x{f.j[1]}, offset {o[0]}x{o[1]}"
 
             raise SpecError(
                 f"{node.type} {node.path!r} merges misaligned paths: {node.inputs[0]} "
@@ -239,7 +313,7 @@ def _merge(node: Node, fields: Sequence[_Field], allow_misaligned: bool) -> _Fie
                 "(r - 1) / 2 - P (Araujo et al., Distill 2019): give the paths the same "
                 "strides and 'same' (or matching) padding"
             )
-    r, j, p = [0, 0], [1, 1], [0, 0]
+    r, j, p = [0, 0], [1, 1], [0, 0]  # type: list[int], list[int], list[int | None]
     for a in range(2):
         widest = max(fields, key=lambda f: f.r[a])
         r[a], j[a], p[a] = widest.r[a], widest.j[a], widest.p[a]
@@ -252,16 +326,18 @@ def padding_end(out_size: int, r: float, j: float, p: float, in_size: int) -> fl
     return max((out_size - 1) * j - p + r - in_size, 0)
 
 
-def layer_report(trainable: int, frozen: int, in_values: int, **fields: Any) -> LayerReport:
+def layer_report(trainable: int, frozen: int, in_values: int | None, **fields: Any) -> LayerReport:
     """A `LayerReport` with the numbers that follow from the others filled in: params (the
-    trainable and frozen counts) and the values of its output and their fraction of the input's."""
-    values = int(math.prod(fields["output_shape"]))
+    trainable and frozen counts) and the values of its output and their fraction of the input's
+    (None where they need an unknown input size)."""
+    values = _prod(fields["output_shape"])
+    fraction = None if values is None or in_values is None else values / in_values
     return LayerReport(
         params=trainable + frozen,
         trainable_params=trainable,
         non_trainable_params=frozen,
-        values=values,
-        values_fraction=values / in_values,
+        values=values,  # type: ignore[arg-type]  # None: unknown size (see LayerReport)
+        values_fraction=fraction,  # type: ignore[arg-type]
         **fields,
     )
 
@@ -272,16 +348,25 @@ def analyze(spec: NetSpec, *, allow_misaligned: bool = False) -> NetReport:
     nodes = iter(spec.nodes())
     rows: list[LayerReport] = []
     h, w = spec.input_shape[:2]
-    in_values = math.prod(spec.input_shape)
+    in_values = _prod(spec.input_shape)
 
-    def row(node: Node, f: _Field, trainable: int, frozen: int, macs: int, flops: int) -> None:
+    def row(
+        node: Node, f: _Field, trainable: int, frozen: int, macs: int | None, flops: int | None
+    ) -> None:
         out_shape = node.output_shape
         if f.is_global:
             rf, stride, pad, pad_end = (h, w), None, None, None
         else:
-            rf, stride, pad = f.r, f.j, f.p
-            pad_end = tuple(
-                padding_end(out_shape[a], f.r[a], f.j[a], f.p[a], (h, w)[a]) for a in range(2)
+            rf, stride = f.r, f.j
+            pad = None if None in f.p else f.p
+            sizes = (out_shape[0], out_shape[1], f.p[0], f.p[1], h, w)
+            pad_end = (
+                None
+                if None in sizes
+                else tuple(
+                    padding_end(out_shape[a], f.r[a], f.j[a], f.p[a], (h, w)[a])  # type: ignore[arg-type]
+                    for a in range(2)
+                )
             )
         rows.append(
             layer_report(
@@ -296,7 +381,7 @@ def analyze(spec: NetSpec, *, allow_misaligned: bool = False) -> NetReport:
                 output_shape=out_shape,
                 receptive_field=rf,
                 effective_stride=stride,
-                effective_padding=pad,
+                effective_padding=pad,  # type: ignore[arg-type]
                 effective_padding_end=pad_end,  # type: ignore[arg-type]
                 is_global=f.is_global,
                 macs=macs,
@@ -312,7 +397,8 @@ def analyze(spec: NetSpec, *, allow_misaligned: bool = False) -> NetReport:
                 fields = [chain(sub, f, it) for _, sub in layer.paths]
                 node = next(it)
                 f = _merge(node, fields, allow_misaligned)
-                adds = math.prod(node.output_shape) * (len(fields) - 1)
+                values = _prod(node.output_shape)
+                adds = None if values is None else values * (len(fields) - 1)
                 row(node, f, 0, 0, 0, adds if isinstance(layer, _spec.Residual) else 0)
                 continue
             node = next(it)

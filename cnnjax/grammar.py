@@ -10,7 +10,8 @@ layer, the classifier head, which defaults to softmax (sigmoid for one unit). ':
     pool{K}[s{S}][same|p{N}] / maxpool{K}... / avgpool{K}...   max pool is the default pool
     flatten | gap | bn | drop{RATE} | dense{U}[nb][:act]   gap = global average pool
     relu | tanh | linear | ...                             an activation on its own
-    in{H}x{W}x{C}                                          optional first token, default 28x28x1
+    in{H}x{W}x{C}                                          optional first token, default 28x28x1;
+                                                           H, W may be ? (unknown): in?x?x3
 
 Padding is 'valid' by default; 'same' is TensorFlow's rule; p{N} pads N pixels on every side
 (PyTorch's `padding=N`), which keeps stride-2 paths of a block aligned on even inputs.
@@ -50,7 +51,7 @@ _POOL_RE = re.compile(
 )
 _DENSE_RE = re.compile(r"^dense(?P<u>\d+)(?P<nb>nb)?(?::(?P<act>[a-z]+))?$")
 _DROP_RE = re.compile(r"^drop(?:out)?(?P<r>0?\.\d+|0)$")
-_IN_RE = re.compile(r"^in(?P<h>\d+)x(?P<w>\d+)x(?P<c>\d+)$")
+_IN_RE = re.compile(r"^in(?P<h>\d+|\?)x(?P<w>\d+|\?)x(?P<c>\d+)$")  # ? : an unknown size
 _BLOCK_RE = re.compile(r"^(?P<kind>res|cat)\((?P<body>.*)\)(?::(?P<act>[a-z]+))?$", re.DOTALL)
 _NAME_RE = re.compile(r"^[a-z0-9_.]+$")
 
@@ -110,6 +111,10 @@ def _kernel(m: re.Match[str]) -> Pair:
     return (kh, int(m["kw"]) if m["kw"] else kh)
 
 
+def _size(text: str) -> int | None:
+    return None if text == "?" else int(text)
+
+
 def from_text(text: str, input_shape: Sequence[int] | None = None) -> NetSpec:
     """Parse the compact text form (see the grammar in this module's docstring)."""
     tokens = [t.strip().lower() for t in _split(text.strip(), "-")]
@@ -118,7 +123,7 @@ def from_text(text: str, input_shape: Sequence[int] | None = None) -> NetSpec:
     shape: Sequence[int] = DEFAULT_TEXT_INPUT
     m = _IN_RE.match(tokens[0])
     if m:
-        shape = (int(m["h"]), int(m["w"]), int(m["c"]))
+        shape = (_size(m["h"]), _size(m["w"]), int(m["c"]))  # type: ignore[assignment]
         tokens = tokens[1:]
     if input_shape is not None:
         shape = tuple(input_shape)
@@ -235,7 +240,7 @@ def to_text(spec: NetSpec) -> str:
     (explicit padding, unequal strides and non-default batch norm are JSON only)."""
     dense_positions = [i for i, layer in enumerate(spec.layers) if isinstance(layer, _spec.Dense)]
     head = dense_positions[-1] if dense_positions else -1
-    tokens = ["in{}x{}x{}".format(*spec.input_shape)]
+    tokens = ["in{}x{}x{}".format(*("?" if n is None else n for n in spec.input_shape))]
     tokens += [_token(layer, i, i == head) for i, layer in enumerate(spec.layers)]
     return "-".join(tokens)
 

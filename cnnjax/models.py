@@ -291,7 +291,8 @@ class SpecModel(nn.Module):
 def build_model(
     spec: NetSpec, *, dtype: Any = jnp.float32, pool_impl: str = "auto", conv_impl: str = "auto"
 ) -> SpecModel:
-    """The Flax Linen module for `spec`."""
+    """The Flax Linen module for `spec` (its input size must be known)."""
+    spec.require_size("the Flax model")
     _resolve_pool_impl(pool_impl)
     _resolve_conv_impl(conv_impl)
     return SpecModel(spec=spec, dtype=dtype, pool_impl=pool_impl, conv_impl=conv_impl)

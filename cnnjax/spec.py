@@ -32,6 +32,9 @@ from typing import Any, ClassVar, Union
 from cnnjax.errors import SpecError
 
 Pair = tuple[int, int]
+# A shape without the batch axis; a spatial size is None where the input's height or width is
+# unknown (`?x?x3`): the receptive field and stride do not need it, the Flax model does.
+Shape = tuple[Union[int, None], ...]  # noqa: UP007
 Padding = Union[str, tuple[Pair, Pair]]  # noqa: UP007  ("valid" | "same" | ((t, b), (l, r)))
 
 ACTIVATIONS = ("linear", "relu", "sigmoid", "softmax", "tanh", "gelu", "elu", "swish")
@@ -465,11 +468,11 @@ def window_output(
     return (out[0], out[1]), pads
 
 
-def _fmt(shape: Sequence[int]) -> str:
-    return "x".join(str(s) for s in shape)
+def _fmt(shape: Sequence[int | None]) -> str:
+    return "x".join("?" if s is None else str(s) for s in shape)
 
 
-def layer_output_shape(layer: Layer, shape: tuple[int, ...], index: int | str) -> tuple[int, ...]:
+def layer_output_shape(layer: Layer, shape: Shape, index: int | str) -> Shape:
     """The output shape of a plain `layer` on an input of `shape` (no batch axis), or a SpecError
     naming the layer by `index` (its position, or its path inside a block)."""
 
@@ -480,7 +483,13 @@ def layer_output_shape(layer: Layer, shape: tuple[int, ...], index: int | str) -
         if len(shape) != 3:
             raise fail(f"needs an H x W x C input, got a vector of shape {_fmt(shape)}")
         h, w, c = shape
+        assert c is not None  # channels are always known
         k = effective_kernel(layer.kernel, layer.dilation)
+        if h is None or w is None:  # unknown sizes stay unknown; a known axis is checked
+            known = tuple(n if n is not None else k[a] for a, n in enumerate((h, w)))
+            sub = layer_output_shape(layer, (*known, c), index)
+            oh, ow = (None if n is None else o for n, o in zip((h, w), sub[:2], strict=True))
+            return (oh, ow, sub[2])
         pads = resolve_padding(layer.padding, (h, w), k, layer.strides)
         padded = (h + pads[0][0] + pads[0][1], w + pads[1][0] + pads[1][1])
         if k[0] > padded[0] or k[1] > padded[1]:
@@ -502,11 +511,18 @@ def layer_output_shape(layer: Layer, shape: tuple[int, ...], index: int | str) -
             return (oh, ow, c * layer.depth_multiplier)
         return (oh, ow, c)
     if isinstance(layer, Flatten):
-        return (math.prod(shape),)
+        return (None,) if None in shape else (math.prod(shape),)  # type: ignore[arg-type]
     if isinstance(layer, GlobalAvgPool):
         if len(shape) != 3:
             raise fail(f"needs an H x W x C input, got a vector of shape {_fmt(shape)}")
         return (shape[2],)
+    if isinstance(layer, (Dense, BatchNorm)) and shape == (None,):
+        what = "weights" if isinstance(layer, Dense) else "scale and offset"
+        raise fail(
+            f"its {what} need the length of its input vector, which depends on the input's "
+            "height and width, and they are unknown (?); give the input size (e.g. --input "
+            "224x224x3) or use a GlobalAvgPool instead of the Flatten before it"
+        )
     if isinstance(layer, Dense):
         if len(shape) != 1:
             raise fail(
@@ -533,8 +549,8 @@ class Node:
     name: str
     path: str
     layer: Layer
-    input_shape: tuple[int, ...]
-    output_shape: tuple[int, ...]
+    input_shape: Shape
+    output_shape: Shape
     is_merge: bool = False
     inputs: tuple[str, ...] = ()
 
@@ -585,9 +601,7 @@ class _Walker:
                 self.taken.add(candidate)
                 return candidate
 
-    def chain(
-        self, layers: Sequence[Layer], shape: tuple[int, ...], prefix: str
-    ) -> tuple[int, ...]:
+    def chain(self, layers: Sequence[Layer], shape: Shape, prefix: str) -> Shape:
         for i, layer in enumerate(layers):
             name = self.name(layer)
             path = prefix + name
@@ -600,13 +614,13 @@ class _Walker:
                 shape = out
         return shape
 
-    def block(
-        self, block: Block, shape: tuple[int, ...], path: str, label: int | str
-    ) -> tuple[int, ...]:
+    def block(self, block: Block, shape: Shape, path: str, label: int | str) -> Shape:
         where = f"layer {label} ({block.type} {path!r})"
         if isinstance(block, Residual) and not block.main:
             raise SpecError(f"{where}: the main path is empty; a residual block needs layers")
         outs = [(f"{path}/{p}", self.chain(sub, shape, f"{path}/{p}/")) for p, sub in block.paths]
+        if None in shape[:2]:  # unknown sizes: paths must at least shrink them alike
+            _same_strides(where, block, outs, shape)
         if isinstance(block, Residual):
             (a, sa), (b, sb) = outs
             if sa != sb:
@@ -634,9 +648,11 @@ class _Walker:
                             f"{where}: cannot concatenate {first} ({_fmt(s0)}) and {p} "
                             f"({_fmt(s)}); branches need equal height and width"
                         )
-                out = (*s0[:2], sum(s[2] for _, s in outs))
+                out = (*s0[:2], sum(s[2] for _, s in outs))  # type: ignore[misc]
+            elif any(s[0] is None for _, s in outs):
+                out = (None,)
             else:
-                out = (sum(s[0] for _, s in outs),)
+                out = (sum(s[0] for _, s in outs),)  # type: ignore[misc]
         self.nodes.append(
             Node(
                 len(self.nodes),
@@ -652,13 +668,54 @@ class _Walker:
         return out
 
 
+def path_stride(layers: Sequence[Layer]) -> Pair:
+    """The product of the strides along `layers` (a block counts its first path's)."""
+    sh, sw = 1, 1
+    for layer in layers:
+        if isinstance(layer, BLOCK_TYPES):
+            s = path_stride(layer.paths[0][1])
+        elif isinstance(layer, (Conv, DepthwiseConv, _Pool)):
+            s = layer.strides
+        else:
+            continue
+        sh, sw = sh * s[0], sw * s[1]
+    return (sh, sw)
+
+
+def _same_strides(
+    where: str, block: Block, outs: Sequence[tuple[str, Shape]], shape: Shape
+) -> None:
+    """With an unknown input size, refuse a merge of spatial paths whose strides differ on an
+    unknown axis: their sizes there cannot match at every input size (on a known axis the
+    shapes themselves say whether they match)."""
+    if len(shape) != 3 or any(len(s) != 3 for _, s in outs):
+        return  # vectors, or a vector against a map: the caller's rank check says so
+    unknown = [a for a in range(2) if shape[a] is None]
+    strides = [path_stride(sub) for _, sub in block.paths]
+    for i in range(1, len(outs)):
+        if any(strides[i][a] != strides[0][a] for a in unknown):
+            (a, sa), (b, sb) = outs[0], outs[i]
+            raise SpecError(
+                f"{where}: cannot merge {a} ({_fmt(sa)}, stride {_fmt(strides[0])}) and {b} "
+                f"({_fmt(sb)}, stride {_fmt(strides[i])}); with different strides their "
+                "sizes cannot match at every input size (give the paths equal strides)"
+            )
+
+
 # --------------------------------------------------------------------------- the network
 
 
 @dataclass(frozen=True)
 class NetSpec:
-    """A sequential network: an input shape (H, W, C) and a tuple of layer specs."""
+    """A network: an input shape (H, W, C) and a tuple of layer specs (and blocks).
 
+    H and/or W may be None (an unknown input size, `?x?x3`): shapes then carry None, the
+    analytic report still gives receptive fields and strides, and a layer whose parameters need
+    the size (a dense after a flatten) is refused. The Flax model needs the size
+    (`require_size`)."""
+
+    # H and/or W may be None (unknown); annotated with the known-size type that every reader
+    # which runs the model sees (it calls `require_size` first).
     input_shape: tuple[int, int, int]
     layers: tuple[Layer, ...]
     name: str = field(default="", compare=False)
@@ -668,10 +725,17 @@ class NetSpec:
         if (
             isinstance(shape, (str, bytes))
             or len(shape) != 3
-            or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in shape)
+            or any(
+                not (v is None and i < 2)
+                and (isinstance(v, bool) or not isinstance(v, int) or v <= 0)
+                for i, v in enumerate(shape)
+            )
         ):
-            raise SpecError(f"input_shape must be three positive integers H, W, C, got {shape!r}")
-        object.__setattr__(self, "input_shape", tuple(int(v) for v in shape))
+            raise SpecError(
+                "input_shape must be three positive integers H, W, C (H and W may be null: "
+                f"unknown), got {shape!r}"
+            )
+        object.__setattr__(self, "input_shape", tuple(None if v is None else int(v) for v in shape))
         layers = tuple(self.layers)
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
@@ -685,9 +749,27 @@ class NetSpec:
         walker.chain(self.layers, self.input_shape, "")
         return walker.nodes
 
+    @property
+    def size_known(self) -> bool:
+        """False when the input's height or width is unknown (None)."""
+        return None not in self.input_shape
+
+    def require_size(self, what: str) -> tuple[int, int, int]:
+        """The input shape, or a SpecError saying that `what` needs the input size."""
+        h, w, c = self.input_shape
+        if not self.size_known:
+            raise SpecError(
+                f"{what} needs the input size, but this spec's input is {_fmt(self.input_shape)} "
+                "(unknown height or width): give the input size, e.g. --input 224x224x3 or "
+                "spec.with_input((224, 224, 3))"
+            )
+        return (h, w, c)
+
     def shapes(self) -> list[tuple[int, ...]]:
-        """Input shape followed by each top-level layer's (or block's) output shape."""
-        return [self.input_shape, *(n.output_shape for n in self.nodes() if "/" not in n.path)]
+        """Input shape followed by each top-level layer's (or block's) output shape (None for a
+        spatial size that an unknown input size leaves unknown)."""
+        out = [n.output_shape for n in self.nodes() if "/" not in n.path]
+        return [self.input_shape, *out]  # type: ignore[list-item]
 
     @property
     def is_chain(self) -> bool:
@@ -698,7 +780,7 @@ class NetSpec:
     def output_shape(self) -> tuple[int, ...]:
         return self.shapes()[-1]
 
-    def with_input(self, input_shape: Sequence[int]) -> NetSpec:
+    def with_input(self, input_shape: Sequence[int | None]) -> NetSpec:
         """The same layers on another input shape (validated again)."""
         return NetSpec(tuple(input_shape), self.layers, self.name)  # type: ignore[arg-type]
 
@@ -821,17 +903,23 @@ def from_json(text: str) -> NetSpec:
         ) from None
 
 
-def parse_shape(text: str | Iterable[int]) -> tuple[int, int, int]:
-    """'28x28x1' (or an iterable) -> (28, 28, 1)."""
+def parse_shape(text: str | Iterable[int | None]) -> tuple[int, int, int]:
+    """'28x28x1' (or an iterable) -> (28, 28, 1); '?x?x3' -> (None, None, 3), an unknown size."""
     if isinstance(text, str):
         try:
-            parts = tuple(int(p) for p in text.lower().replace(",", "x").split("x"))
+            parts = tuple(
+                None if p.strip() == "?" else int(p)
+                for p in text.lower().replace(",", "x").split("x")
+            )
         except ValueError:
             raise SpecError(
-                f"input shape must look like HxWxC (e.g. 28x28x1), got {text!r}"
+                f"input shape must look like HxWxC (e.g. 28x28x1, or ?x?x3 for an unknown "
+                f"size), got {text!r}"
             ) from None
     else:
         parts = tuple(text)
-    if len(parts) != 3 or min(parts) <= 0:
-        raise SpecError(f"input shape must be three positive integers HxWxC, got {text!r}")
+    if len(parts) != 3 or parts[2] is None or any(p is not None and p <= 0 for p in parts):
+        raise SpecError(
+            f"input shape must be three positive integers HxWxC (H and W may be ?), got {text!r}"
+        )
     return parts  # type: ignore[return-value]

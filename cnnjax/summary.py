@@ -2,6 +2,8 @@
 
 A graph's rows are named by their path (`residual/main/conv2d_1`), one row per layer of every
 path and one per merge (`residual (Add+relu)`), in execution order; a chain's path is its name.
+With an unknown input size (`?x?x3`) a number that needs the size is printed as `?` (null in
+JSON): spatial sizes, values, MACs, and the effective padding of SAME layers of stride > 1.
 """
 
 from __future__ import annotations
@@ -24,16 +26,21 @@ COLUMNS = (
 )
 
 
-def _shape(shape: tuple[int, ...]) -> str:
-    return "(None, " + ", ".join(str(s) for s in shape) + ")"
+def _dim(n: int | None) -> str:
+    """A size, or ? where it needs the unknown input size."""
+    return "?" if n is None else str(n)
 
 
-def _pair(p: tuple[int, int] | None, sep: str = "x") -> str:
-    return "-" if p is None else f"{p[0]}{sep}{p[1]}"
+def _shape(shape: tuple[int | None, ...]) -> str:
+    return "(None, " + ", ".join(_dim(s) for s in shape) + ")"
 
 
-def _count(n: int) -> str:
-    return f"{n:,}"
+def _pair(p: tuple[int | None, int | None] | None, sep: str = "x") -> str:
+    return "-" if p is None else f"{_dim(p[0])}{sep}{_dim(p[1])}"
+
+
+def _count(n: int | None) -> str:
+    return "?" if n is None else f"{n:,}"
 
 
 def human(n: float) -> str:
@@ -44,21 +51,35 @@ def human(n: float) -> str:
     return f"{n:g}"
 
 
+def _values(r: LayerReport) -> str:
+    if r.values_fraction is None:  # the input size is unknown
+        return _count(r.values)
+    return f"{_count(r.values)} ({r.values_fraction:.3g}x)"
+
+
 def _row(r: LayerReport) -> tuple[str, ...]:
     rf = "global" if r.is_global else _pair(r.receptive_field)
-    pad = _pair(r.effective_padding, ",")
+    # no padding: "-" for a global row or one without a field; "?" where it needs the size
+    unknown = not r.is_global and r.receptive_field is not None and r.effective_padding is None
+    pad = "?" if unknown else _pair(r.effective_padding, ",")
     if r.effective_padding_end and r.effective_padding_end != (0, 0):
         pad += f" (+{_pair(r.effective_padding_end, ',')})"
     return (
         f"{r.path or r.name} ({r.description})",
         _shape(r.output_shape),
         _count(r.params),
-        f"{_count(r.values)} ({r.values_fraction:.3g}x)",
+        _values(r),
         rf,
         _pair(r.effective_stride),
         pad,
-        human(r.macs) if r.macs else "0",
+        _macs(r.macs),
     )
+
+
+def _macs(n: int | None) -> str:
+    if n is None:
+        return "?"
+    return human(n) if n else "0"
 
 
 def _totals(report: NetReport) -> list[str]:
@@ -67,19 +88,26 @@ def _totals(report: NetReport) -> list[str]:
         f"Total params: {_count(report.total_params)}",
         f"Trainable params: {_count(report.trainable_params)}",
         f"Non-trainable params: {_count(report.non_trainable_params)}",
-        f"MACs per image: {_count(report.total_macs)}"
-        + (f" ({human(report.total_macs)})" if report.total_macs >= 1000 else "")
-        + "; "
-        f"FLOPs per forward pass: {human(report.total_flops)}",
+        _cost_line(report),
     ]
     if spatial:
         last = spatial[-1]
         lines.append(
-            f"Last spatial layer {last.path or last.name}: {last.output_shape[0]}x{last.output_shape[1]} units, "
+            f"Last spatial layer {last.path or last.name}: {_pair(last.output_shape[:2])} units, "  # type: ignore[arg-type]
             f"each sees a {_pair(last.receptive_field)} window of the "
-            f"{report.input_shape[0]}x{report.input_shape[1]} input"
+            f"{_pair(report.input_shape[:2])} input"  # type: ignore[arg-type]
         )
     return lines
+
+
+def _cost_line(report: NetReport) -> str:
+    macs, flops = report.total_macs, report.total_flops
+    if macs is None or flops is None:  # type: ignore[redundant-expr]
+        return "MACs per image: ?; FLOPs per forward pass: ? (they need the input size)"
+    return (
+        f"MACs per image: {_count(macs)}" + (f" ({human(macs)})" if macs >= 1000 else "") + "; "
+        f"FLOPs per forward pass: {human(flops)}"
+    )
 
 
 def to_text(report: NetReport) -> str:
@@ -92,7 +120,7 @@ def to_text(report: NetReport) -> str:
         return "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip()
 
     title = f'Model: "{report.name or "network"}"   input {_shape(report.input_shape)}, '
-    title += f"{_count(report.input_values)} values"
+    title += f"{_count(report.input_values)} values" if report.size_known else "size unknown"
     out = [title, "_" * line_width, fmt(rows[0]), "=" * line_width]
     for row in rows[1:]:
         out.append(fmt(row))

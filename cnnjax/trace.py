@@ -188,7 +188,7 @@ def analyze_function(
 
     `captures` (optional) is a pytree of intermediate arrays whose leaves become named rows.
     """
-    shape = tuple(int(s) for s in input_shape)
+    shape = _sizes(input_shape)
     if len(shape) != 3 or min(shape) <= 0:
         raise TraceError(f"input_shape must be three positive sizes, got {input_shape!r}")
     if layout not in ("NHWC", "NCHW"):
@@ -319,6 +319,17 @@ def _report(
     return TracedReport(name, shape, tuple(reports), stopped=walker.stopped)  # type: ignore[arg-type]
 
 
+def _sizes(input_shape: Sequence[int | None]) -> tuple[int, ...]:
+    """The input shape as integers; an unknown size (None, `?`) cannot be traced."""
+    if any(s is None for s in input_shape):
+        shown = "x".join("?" if s is None else str(s) for s in input_shape)
+        raise TraceError(
+            f"tracing a module needs the input size, got {shown}: give the input size, e.g. "
+            "--input 224x224x3 (an unknown ?x? size works for specs, reported without a trace)"
+        )
+    return tuple(int(s) for s in input_shape)  # type: ignore[arg-type]
+
+
 def analyze_module(
     module: Any,
     input_shape: Sequence[int],
@@ -337,7 +348,7 @@ def analyze_module(
     outputs, named by the spec).
     """
     kwargs = call_kwargs(module) if method_kwargs is None else dict(method_kwargs)
-    shape = tuple(int(s) for s in input_shape)
+    shape = _sizes(input_shape)
     x = jax.ShapeDtypeStruct((1, *shape), dtype)
     if variables is None:
         try:

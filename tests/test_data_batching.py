@@ -122,7 +122,9 @@ def test_device_gather_equals_numpy_indexing() -> None:
     ds = _dataset()
     dev = DeviceDataset.put(ds)
     assert len(dev) == 64 and dev.image_shape == (6, 6, 1) and dev.num_classes == 3
-    assert dev.images.dtype == np.float32 and dev.labels.dtype == np.int32
+    # uint8 stays uint8 on the device (a quarter of float32's memory); batches come out scaled
+    assert dev.images.dtype == np.uint8 and dev.labels.dtype == np.int32
+    assert dev.nbytes == ds.images.nbytes + 4 * len(ds)
     idx = batch_indices(len(ds), 16, seed=5, epoch=2)
 
     @jax.jit
@@ -158,7 +160,9 @@ def test_device_put_float_input_and_dtype() -> None:
     ds = _dataset(8)
     floats = ArrayDataset(scale_images(ds.images), ds.labels, 3, ds.class_names, "f")
     np.testing.assert_allclose(np.asarray(DeviceDataset.put(floats).images), floats.images)
-    assert DeviceDataset.put(ds, dtype=jax.numpy.bfloat16).images.dtype == jax.numpy.bfloat16
+    bf16 = DeviceDataset.put(ds, dtype=jax.numpy.bfloat16)
+    assert bf16.gather(np.arange(4))[0].dtype == jax.numpy.bfloat16
+    assert DeviceDataset.put(floats, dtype=jax.numpy.bfloat16).images.dtype == jax.numpy.bfloat16
 
 
 # ----------------------------------------------------------------------- streaming path

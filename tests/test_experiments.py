@@ -80,6 +80,7 @@ def test_kernel_vs_filters(tmp_path):
     assert block[3]["receptive_field"] == [9, 9]  # first 3x3 + a block with a 7x7 field
 
 
+@pytest.mark.slow  # 224x224x3 networks: ~40 s; make test-slow
 def test_pooling_224(tmp_path):
     results, _, figures = _run("pooling_224", tmp_path)
     assert _variant(results, "pool224")["analysis"]["total_params"] == 8_861

@@ -11,10 +11,12 @@ from hypothesis import given
 
 from cnnjax import zoo
 from cnnjax.analysis import analyze
-from cnnjax.models import build_model, count_params
+from cnnjax.models import CONV_IMPLS, build_model, count_params
 from cnnjax.trace import TraceError, abstract_variables, analyze_module
 from tests import flax_models as fm
-from tests.strategies import valid_specs
+from tests.strategies import graph_specs, valid_specs
+
+CONV_PATHS = [impl for impl in CONV_IMPLS if impl != "auto"]
 
 FIELDS = (
     "name",
@@ -50,7 +52,7 @@ def _assert_same(traced, expected):
 
 
 @pytest.mark.parametrize("pool_impl", ["reshape", "reduce_window"])
-@pytest.mark.parametrize("conv_impl", ["lax", "matmul_bias", "patches"])
+@pytest.mark.parametrize("conv_impl", CONV_PATHS)
 @pytest.mark.parametrize("name", SMALL)
 def test_traced_zoo_model_equals_spec_report(name, pool_impl, conv_impl):
     spec = zoo.get(name)
@@ -68,6 +70,13 @@ def test_traced_large_zoo_model_equals_spec_report(name):
 def test_traced_spec_model_equals_spec_report(spec):
     for pool_impl in ("reshape", "reduce_window"):
         _assert_same(_traced(spec, pool_impl=pool_impl, conv_impl="patches"), analyze(spec))
+
+
+@given(graph_specs())
+def test_traced_graph_spec_model_equals_spec_report(spec):
+    """Residual and concat blocks, nested: merges read from add/concatenate equations."""
+    for conv_impl in ("lax", "matmul_grads"):
+        _assert_same(_traced(spec, conv_impl=conv_impl), analyze(spec))
 
 
 # --------------------------------------------------------------------------- plain Flax models

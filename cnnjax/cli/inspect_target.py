@@ -100,6 +100,7 @@ def resolve_target(
             run_dir=path,
         )
     spec = load_spec(source, input_shape)
+    spec.require_size("inspection")
     name = spec.name or re.sub(r"[^A-Za-z0-9_.-]+", "_", source)[:60] or "model"
     return Target(name=name, spec=spec, init_seed=seed)
 

@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
                 "drop --resume to start a new run there"
             )
     spec = load_spec(args.model, args.input)
+    spec.require_size("training")  # refused before any data is read
     classes = args.classes
     train, test = load_datasets(
         args.dataset,

@@ -1,11 +1,13 @@
 """Datasets for cnnjax: TFDS array_record files read without TensorFlow, views and batching.
 
 Importing this package imports numpy only; tensorflow_datasets, PIL and jax are
-imported by the functions that need them.
+imported by the functions that need them (`DeviceDataset` lives in `cnnjax.data.device`, which
+imports jax, and is loaded on first use).
 """
 
+from typing import Any
+
 from cnnjax.data.batching import (
-    DeviceDataset,
     batch_indices,
     epoch_permutation,
     num_batches,
@@ -55,3 +57,12 @@ __all__ = [
     "subset_classes",
     "to_channels",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """`DeviceDataset` on first use: its module imports jax, which this package does not."""
+    if name == "DeviceDataset":
+        from cnnjax.data.device import DeviceDataset
+
+        return DeviceDataset
+    raise AttributeError(f"module 'cnnjax.data' has no attribute {name!r}")

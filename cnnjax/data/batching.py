@@ -21,7 +21,7 @@ from cnnjax.data.errors import DataError
 from cnnjax.data.views import scale_images
 
 if TYPE_CHECKING:
-    import jax
+    pass
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
@@ -116,91 +116,6 @@ def process_shard() -> tuple[int, int]:
     import jax
 
     return jax.process_index(), jax.process_count()
-
-
-# ------------------------------------------------------------------- device fast path
-
-_registered = False
-
-
-def _register_pytree() -> None:
-    """Make DeviceDataset a pytree (arrays as leaves) so it can be passed into jit."""
-    global _registered
-    if not _registered:
-        import jax
-
-        jax.tree_util.register_pytree_node(
-            DeviceDataset,
-            lambda d: ((d.images, d.labels), d.num_classes),
-            DeviceDataset._unflatten,
-        )
-        _registered = True
-
-
-class DeviceDataset:
-    """A small dataset put on the device once; batches are gathered there by index.
-
-    ``images`` are float32 (or ``dtype``) in [0, 1], ``labels`` int32. ``gather`` works
-    inside jit, and the object is a pytree, so it can be a jitted function's argument.
-    """
-
-    images: jax.Array
-    labels: jax.Array
-    num_classes: int
-
-    def __init__(self, images: jax.Array, labels: jax.Array, num_classes: int):
-        _register_pytree()
-        self.images, self.labels, self.num_classes = images, labels, num_classes
-
-    @classmethod
-    def _unflatten(cls, num_classes: int, children: tuple[Any, Any]) -> DeviceDataset:
-        obj = object.__new__(cls)
-        obj.images, obj.labels = children
-        obj.num_classes = num_classes
-        return obj
-
-    @classmethod
-    def put(
-        cls,
-        ds: ArrayDataset,
-        *,
-        sharding: jax.sharding.Sharding | None = None,
-        label_sharding: jax.sharding.Sharding | None = None,
-        dtype: Any = np.float32,
-    ) -> DeviceDataset:
-        """Copy ``ds`` to the device: uint8 travels as bytes and is scaled there.
-
-        ``sharding`` places the images (default: the default device); labels use
-        ``label_sharding``, defaulting to ``sharding``.
-        """
-        import jax
-        import jax.numpy as jnp
-
-        label_sharding = label_sharding if label_sharding is not None else sharding
-        if ds.images.dtype == np.uint8:
-            raw = jax.device_put(ds.images, sharding)
-            images = jax.jit(lambda x: (x.astype(jnp.float32) / 255.0).astype(dtype))(raw)
-        else:
-            images = jax.device_put(scale_images(ds.images).astype(dtype), sharding)
-        labels = jax.device_put(ds.labels.astype(np.int32), label_sharding)
-        return cls(images, labels, ds.num_classes)
-
-    def gather(self, idx: Any) -> tuple[jax.Array, jax.Array]:
-        """``(images[idx], labels[idx])`` by ``jnp.take`` on the device; jit-friendly."""
-        import jax.numpy as jnp
-
-        return jnp.take(self.images, idx, axis=0), jnp.take(self.labels, idx, axis=0)
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
-    @property
-    def image_shape(self) -> tuple[int, ...]:
-        return tuple(int(d) for d in self.images.shape[1:])
-
-    @property
-    def nbytes(self) -> int:
-        return int(self.images.nbytes + self.labels.nbytes)
 
 
 # ----------------------------------------------------------------------- streaming

@@ -11,7 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnnjax.checkpoint import nonfinite_part
-from cnnjax.data import ArrayDataset, DeviceDataset, batch_indices
+from cnnjax.data import ArrayDataset, batch_indices
+from cnnjax.data.device import DeviceDataset
 from cnnjax.errors import TrainingError
 from cnnjax.spec import NetSpec
 from cnnjax.train.inputs import as_dataset, check_data_fits

@@ -18,7 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from cnnjax.data import ArrayDataset, DeviceDataset, batch_indices
+from cnnjax.data import ArrayDataset, batch_indices
+from cnnjax.data.device import DeviceDataset
 from cnnjax.parallel import DataParallel
 from cnnjax.train.evaluation import eval_sums
 from cnnjax.train.model import Model
