@@ -14,6 +14,9 @@ saved. A run being written is locked (`cnnjax.run_lock`): one writer per directo
 Multi-host runs share one run directory (a filesystem every process sees): every process takes
 part in each Orbax save and restore (Orbax coordinates them and writes replicated arrays once),
 while config.json, metrics.jsonl, the checksums and the lock are written by process 0 alone.
+
+Over 500 lines on purpose: saving, verifying and falling back share one file layout and one
+Orbax manager, and each guarantee in docs/guarantees.md is easier to check in one place.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 
+from cnnjax import markdown
 from cnnjax.analysis import LayerReport, NetReport
 
 FORMATS = ("text", "markdown", "json")
@@ -132,11 +133,9 @@ def to_text(report: NetReport) -> str:
 
 def to_markdown(report: NetReport) -> str:
     """The same table as GitHub-flavoured Markdown."""
-    head = "| " + " | ".join(COLUMNS) + " |"
-    sep = "|" + "|".join("---" if i == 0 else "---:" for i in range(len(COLUMNS))) + "|"
-    body = ["| " + " | ".join(c.replace("|", "\\|") for c in _row(r)) + " |" for r in report.layers]
+    body = markdown.table(COLUMNS, (_row(r) for r in report.layers))
     title = f"**{report.name or 'network'}**, input {_shape(report.input_shape)}"
-    return "\n".join([title, "", head, sep, *body, "", *(f"- {t}" for t in _totals(report))])
+    return "\n".join([title, "", body, "", *(f"- {t}" for t in _totals(report))])
 
 
 def to_json(report: NetReport, indent: int | None = 2) -> str:

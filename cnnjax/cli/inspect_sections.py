@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cnnjax import markdown
 from cnnjax.cli.helpers import UserError, log
 from cnnjax.cli.inspect_target import Data, Session
 
@@ -118,18 +119,17 @@ def do_erf(s: Session) -> None:
         "per_layer": {w: [e.to_dict() for e in results] for w, results in per_layer.items()},
     }
     s.add(_write(s.out / "erf.json", json.dumps(record, indent=2) + "\n"))
-    rows = [
-        "| layer | analytic receptive field | "
-        + " | ".join(f"ERF 95% / 50% ({w})" for w, _ in weights)
-        + " | mass inside the analytic square |",
-        "|---|---:|" + "---:|" * len(weights) + "---:|",
-    ]
+    header = (
+        "layer",
+        "analytic receptive field",
+        *(f"ERF 95% / 50% ({w})" for w, _ in weights),
+        "mass inside the analytic square",
+    )
+    rows = []
     for i, e in enumerate(per_layer[weights[0][0]]):
         cells = [f"{per_layer[w][i].size95} / {per_layer[w][i].size50} px" for w, _ in weights]
         inside = min(per_layer[w][i].mass_in_window for w, _ in weights)
-        rows.append(
-            f"| {e.layer} | {e.analytic_rf[0]}x{e.analytic_rf[1]} | {' | '.join(cells)} | {inside:.1%} |"
-        )
+        rows.append((e.layer, f"{e.analytic_rf[0]}x{e.analytic_rf[1]}", *cells, f"{inside:.1%}"))
     if per_layer[weights[-1][0]]:
         e = per_layer[weights[-1][0]][-1]
         core = (
@@ -146,7 +146,7 @@ def do_erf(s: Session) -> None:
         f"## Effective receptive fields\n\nMean |∂ unit / ∂ input| of each spatial layer's centre "
         f"unit over {len(images)} {d.name} test images (Luo et al. 2016); the side of the centred "
         "square holding 95% (50%) of the gradient mass, beside the analytic receptive field.\n\n"
-        + "\n".join(rows)
+        + markdown.table(header, rows)
         + "\n\n![ERF](erf.png)\n\n"
         + ("![ERF per layer](erf_layers.png)\n\n" if shown else "")
         + "![receptive field growth](rf_growth.png)"

@@ -15,6 +15,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from cnnjax.markdown import table
+
 EXPERIMENTS = (
     "pooling_information",
     "small_feature_maps",
@@ -82,10 +84,14 @@ def write_index(root: str | Path) -> Path:
         results = root / name / "results.json"
         seconds = json.loads(results.read_text()).get("seconds") if results.exists() else None
         times.append((name, seconds))
-    lines += ["## Wall time", "", "| experiment | seconds |", "|---|---:|"]
-    lines += [f"| {n} | {s:.0f} |" if s is not None else f"| {n} | - |" for n, s in times]
     total = sum(s for _, s in times if s is not None)
-    lines += [f"| **all** | **{total:.0f}** |", ""]
+    rows = [(n, f"{s:.0f}" if s is not None else "-") for n, s in times]
+    lines += [
+        "## Wall time",
+        "",
+        table(("experiment", "seconds"), [*rows, ("**all**", f"**{total:.0f}**")]),
+        "",
+    ]
     write_atomic(root / "index.md", "\n".join(lines) + "\n")
     return root / "index.md"
 

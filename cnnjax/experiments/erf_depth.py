@@ -16,6 +16,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from cnnjax import markdown
 from cnnjax.experiments.harness import Run, Settings, command_for, load_data, pm, train_variant
 from cnnjax.spec import Conv, Dense, GlobalAvgPool, Layer, NetSpec, Residual, sequential
 
@@ -104,17 +105,33 @@ def run(settings: Settings, out: Path) -> Path:
                     "test_accuracy": v.accuracy,
                 }
             )
-    table = [
-        "| network | depth | theoretical RF | ERF 95% at init | ERF 95% trained | ERF 50% trained | params | test accuracy |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        table.append(
-            f"| `{r['network']}` | {r['depth']} | {r['theoretical_rf']} | {r['erf95_init']} | "
-            f"{r['erf95_trained']} | {r['erf50_trained']} | {r['params']:,} | "
-            f"{pm(r['test_accuracy'])} |"
-        )
-    record.add("## Theoretical and effective receptive fields\n\n" + "\n".join(table))
+    header = (
+        "network",
+        "depth",
+        "theoretical RF",
+        "ERF 95% at init",
+        "ERF 95% trained",
+        "ERF 50% trained",
+        "params",
+        "test accuracy",
+    )
+    table = markdown.table(
+        header,
+        (
+            (
+                f"`{r['network']}`",
+                r["depth"],
+                r["theoretical_rf"],
+                r["erf95_init"],
+                r["erf95_trained"],
+                r["erf50_trained"],
+                f"{r['params']:,}",
+                pm(r["test_accuracy"]),
+            )
+            for r in rows
+        ),
+    )
+    record.add("## Theoretical and effective receptive fields\n\n" + table)
     path = record.figure(
         "erf_depth.png",
         "Side of the 95%-mass square of the effective receptive field vs depth, "

@@ -19,6 +19,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from cnnjax import markdown
 from cnnjax.analysis import NetReport, analyze
 from cnnjax.spec import NetSpec
 from cnnjax.summary import human
@@ -179,9 +180,7 @@ def comparison_table(
                 *(fn(v) for fn in extra.values()),
             ]
         )
-    head = "| " + " | ".join(cols) + " |"
-    sep = "|" + "|".join(["---"] + ["---:"] * (len(cols) - 1)) + "|"
-    return "\n".join([head, sep, *("| " + " | ".join(r) + " |" for r in rows)])
+    return markdown.table(cols, rows)
 
 
 @dataclass

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnjax import markdown
 from cnnjax.experiments.harness import (
     Run,
     Settings,
@@ -63,17 +64,20 @@ def run(settings: Settings, out: Path) -> Path:
         + comparison_table(runs, {"first layer params": first_layer, "7x7-field block": block})
     )
     rows = [
-        "| network | layer | output | params | receptive field | MACs |",
-        "|---|---|---:|---:|---:|---:|",
+        (
+            f"`{v.name}`",
+            f"{r.name} {r.description}",
+            "x".join(map(str, r.output_shape)),
+            f"{r.params:,}",
+            f"{r.receptive_field[0]}x{r.receptive_field[1]}",
+            human(r.macs),
+        )
+        for v in runs
+        for r in v.report.layers[:5]
+        if r.type == "conv"
     ]
-    for v in runs:
-        for r in v.report.layers[:5]:
-            if r.type == "conv":
-                rf = f"{r.receptive_field[0]}x{r.receptive_field[1]}"
-                rows.append(
-                    f"| `{v.name}` | {r.name} {r.description} | {'x'.join(map(str, r.output_shape))} | {r.params:,} | {rf} | {human(r.macs)} |"
-                )
-    record.add("## Per layer (analytic)\n\n" + "\n".join(rows))
+    header = ("network", "layer", "output", "params", "receptive field", "MACs")
+    record.add("## Per layer (analytic)\n\n" + markdown.table(header, rows, "llrrrr"))
     a, b, c, d = by["first_3x3x64"], by["first_7x7x32"], by["block_7x7"], by["block_3x3x3"]
     c_block = c.report.layers[1]
     d_block = d.report.layers[1:4]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnjax import zoo
+from cnnjax import markdown, zoo
 from cnnjax.experiments.harness import (
     Run,
     Settings,
@@ -56,16 +56,24 @@ def run(settings: Settings, out: Path) -> Path:
         "Effective receptive field of the centre unit of the last spatial layer (trained, seed 0); the square is the analytic receptive field",
     )
     plots.plot_erf(list(erfs.values()), path, v.spec.input_shape, titles=list(erfs))
-    rows = [
-        "| network | last spatial layer | analytic receptive field | ERF (95% of gradient mass) |",
-        "|---|---|---:|---:|",
-    ]
+    rows = []
     for name, erf in erfs.items():
         ls = last_spatial(by[name].report)
         rows.append(
-            f"| `{name}` | {ls.name} {'x'.join(map(str, ls.output_shape))} | {ls.receptive_field[0]}x{ls.receptive_field[1]} | {erf.size95}x{erf.size95} |"
+            (
+                f"`{name}`",
+                f"{ls.name} {'x'.join(map(str, ls.output_shape))}",
+                f"{ls.receptive_field[0]}x{ls.receptive_field[1]}",
+                f"{erf.size95}x{erf.size95}",
+            )
         )
-    record.add("## How far the last map sees\n\n" + "\n".join(rows))
+    header = (
+        "network",
+        "last spatial layer",
+        "analytic receptive field",
+        "ERF (95% of gradient mass)",
+    )
+    record.add("## How far the last map sees\n\n" + markdown.table(header, rows, "llrr"))
     base, nopool, strided, gap = (by[n] for n in VARIANTS)
     ls_nopool = last_spatial(nopool.report)
     answer = [

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnjax import zoo
+from cnnjax import markdown, zoo
 from cnnjax.experiments.harness import (
     Run,
     Settings,
@@ -54,10 +54,7 @@ def run(settings: Settings, out: Path) -> Path:
     for v in runs:
         model = models.build_model(v.spec)
         probes[v.name] = inspect.linear_probes(model, v.fit.variables(0), xtr, ytr, xte, yte)
-    rows = [
-        "| network | layer | output | values kept (of 784) | params | receptive field | linear-probe test accuracy |",
-        "|---|---|---:|---:|---:|---:|---:|",
-    ]
+    rows = []
     for name, results in probes.items():
         report = by[name].report
         for p in results:
@@ -70,12 +67,30 @@ def run(settings: Settings, out: Path) -> Path:
             )
             params = f"{r.params:,}" if r else "0"
             rows.append(
-                f"| `{name}` | {p.layer} | {shape} | {p.values:,} ({p.values_fraction:.3g}x) | {params} | {rf} | {p.test_acc:.4f} |"
+                (
+                    f"`{name}`",
+                    p.layer,
+                    shape,
+                    f"{p.values:,} ({p.values_fraction:.3g}x)",
+                    params,
+                    rf,
+                    f"{p.test_acc:.4f}",
+                )
             )
+    header = (
+        "network",
+        "layer",
+        "output",
+        "values kept (of 784)",
+        "params",
+        "receptive field",
+        "linear-probe test accuracy",
+    )
     record.add(
         f"## Values kept vs information kept, layer by layer\n\nA linear probe is a ridge-regression "
         f"classifier fitted on a frozen layer's activations of {len(xtr):,} training images and "
-        f"scored on {len(xte):,} test images (trained network, seed 0).\n\n" + "\n".join(rows)
+        f"scored on {len(xte):,} test images (trained network, seed 0).\n\n"
+        + markdown.table(header, rows, "llrrrrr")
     )
     path = record.figure(
         "values_vs_probe.png",

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cnnjax import markdown
 from cnnjax.analysis import NetReport
 from cnnjax.errors import InspectError
 from cnnjax.inspect import common
@@ -224,11 +225,17 @@ def linear_probes(
 
 def probe_table(probes: Sequence[ProbeResult], report: NetReport | None = None) -> str:
     """The probes as a Markdown table (with receptive fields when the analytic report is given)."""
-    rows = [
-        "| layer | output | values kept (of input) | receptive field | features probed "
-        "| ridge | probe train acc | probe test acc |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
+    header = (
+        "layer",
+        "output",
+        "values kept (of input)",
+        "receptive field",
+        "features probed",
+        "ridge",
+        "probe train acc",
+        "probe test acc",
+    )
+    rows = []
     rfs: dict[str, str] = {INPUT: "1x1"}
     if report is not None:
         for r in report.layers:
@@ -237,8 +244,15 @@ def probe_table(probes: Sequence[ProbeResult], report: NetReport | None = None) 
     for p in probes:
         feat = f"{p.features:,}" + ("" if p.reduction == "none" else f" ({p.reduction})")
         rows.append(
-            f"| {p.layer} | {'x'.join(map(str, p.shape))} | {p.values:,} "
-            f"({p.values_fraction:.3g}x) | {rfs.get(p.layer, '-')} | {feat} | {p.ridge:g} "
-            f"| {p.train_acc:.4f} | {p.test_acc:.4f} |"
+            (
+                p.layer,
+                "x".join(map(str, p.shape)),
+                f"{p.values:,} ({p.values_fraction:.3g}x)",
+                rfs.get(p.layer, "-"),
+                feat,
+                f"{p.ridge:g}",
+                f"{p.train_acc:.4f}",
+                f"{p.test_acc:.4f}",
+            )
         )
-    return "\n".join(rows)
+    return markdown.table(header, rows)
