@@ -303,3 +303,14 @@ def test_cnnjax_warnings_print_as_one_line():
     other = _one_line_warning(DeprecationWarning("old"), DeprecationWarning, "x.py", 7)
     assert "x.py:7" in other  # other libraries' warnings keep Python's form
     assert warnings.formatwarning is not None
+
+
+def test_library_errors_name_flags_on_the_command_line():
+    """`fit` says `resume=True` / `run_dir=`; the command line says `--resume` / `--out`."""
+    from cnnjax.cli import as_flags
+
+    text = "runs/x already holds a run; pass resume=True to continue it, or another run_dir="
+    assert as_flags(text) == (
+        "runs/x already holds a run; pass --resume to continue it, or another --out"
+    )
+    assert as_flags("devices=3 is not divisible") == "--devices 3 is not divisible"

@@ -83,8 +83,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         _silence_stdout()
         return 141  # 128 + SIGPIPE, as a program killed by the closed pipe
     except CnnjaxError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {as_flags(str(err))}", file=sys.stderr)
         return 2
+
+
+# The library's errors name its arguments; on the command line the same advice names flags.
+_ARGUMENT_FLAGS = (
+    ("resume=True", "--resume"),
+    ("another run_dir=", "another --out"),
+    ("run_dir=", "--out"),
+    ("devices=", "--devices "),
+    ("batch_size=", "--batch-size "),
+    ("learning_rate=", "--lr "),
+    ("keep_checkpoints=", "--keep "),
+    ("checkpoint_every=", "--checkpoint-every "),
+)
+
+
+def as_flags(message: str) -> str:
+    """A library error message with argument spellings replaced by the command's flags."""
+    for argument, flag in _ARGUMENT_FLAGS:
+        message = message.replace(argument, flag)
+    return message.replace("  ", " ")
 
 
 _default_formatwarning = warnings.formatwarning
