@@ -6,7 +6,8 @@ fresh process (XLA flags are read once per process).
     python benchmarks/step_paths.py --ab conv=matmul_bias conv=matmul_grads --seconds 20
 
 A setting is conv (auto | lax | matmul_bias | matmul_grads | patches), pool (reshape |
-reduce_window), batch, filters (the seed 000 network with 32 or 64 filters per conv), steps
+reduce_window | argmax), norm (auto | flax | matmul), model (a zoo name or spec text; default the seed 000 network with
+`filters` filters per conv), batch, filters, steps
 (train steps per dispatch, unrolled in one jit), seeds (vmapped), and xla (extra XLA flags, `;`-separated). The step is cnnjax's own
 `make_train_step` gathering its batch by index from a device-resident dataset, as `fit` does;
 the figure is the median images/s (x seeds) of several timed windows after a warm-up.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import subprocess
@@ -24,13 +26,15 @@ import time
 
 DEFAULTS = {
     "conv": "auto",
-    "pool": "reshape",
+    "pool": "auto",
     "batch": 32,
     "filters": 32,
     "steps": 1,
     "seeds": 1,
     "seedmode": "vmap",
     "xla": "",
+    "model": "",
+    "norm": "auto",
 }
 
 
@@ -60,18 +64,29 @@ def build(setting: dict[str, object]):
     from cnnjax.train import create_train_state, make_optimizer, make_train_step
 
     f, batch, k, seeds = (int(setting[x]) for x in ("filters", "batch", "steps", "seeds"))
-    spec = from_text(f"in28x28x1-conv{f}x3-pool2-conv{f}x3-pool2-flatten-dense128-dense10")
-    model = build_model(spec, pool_impl=str(setting["pool"]), conv_impl=str(setting["conv"]))
+    if setting["model"]:
+        from cnnjax.loading import load_spec
+
+        spec = load_spec(str(setting["model"]))
+    else:
+        spec = from_text(f"in28x28x1-conv{f}x3-pool2-conv{f}x3-pool2-flatten-dense128-dense10")
+    classes = max(2, getattr(spec.layers[-1], "units", 10))
+    model = build_model(
+        spec,
+        pool_impl=str(setting["pool"]),
+        conv_impl=str(setting["conv"]),
+        norm_impl=str(setting["norm"]),
+    )
     tx = make_optimizer()
     step = make_train_step(model, tx)
     rng = np.random.default_rng(0)
-    n = 8192
+    n = 8192 if math.prod(spec.input_shape) < 10_000 else 512
     data = DeviceDataset.put(
         ArrayDataset(
-            rng.random((n, 28, 28, 1), np.float32),
-            rng.integers(0, 10, n).astype(np.int32),
-            10,
-            tuple(map(str, range(10))),
+            rng.random((n, *spec.input_shape), np.float32),
+            rng.integers(0, classes, n).astype(np.int32),
+            classes,
+            tuple(map(str, range(classes))),
             "noise",
         )
     )
@@ -103,11 +118,12 @@ def build(setting: dict[str, object]):
 
     def window() -> float:
         t0 = time.perf_counter()
-        for _ in range(max(1, 64 // k)):
+        reps = max(1, 64 // k) if n > 1000 else 4
+        for _ in range(reps):
             box["state"] = run(box["state"], data, plan, box["b"] % windows)
             box["b"] += 1
         jax.block_until_ready(box["state"])
-        return max(1, 64 // k) * k * batch * seeds / (time.perf_counter() - t0)
+        return reps * k * batch * seeds / (time.perf_counter() - t0)
 
     return window
 

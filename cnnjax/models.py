@@ -19,7 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cnnjax import conv_grad
+from cnnjax import batch_norm, conv_grad, pool_grad
 from cnnjax.analysis import layer_names
 from cnnjax.spec import (
     BLOCK_TYPES,
@@ -41,8 +41,9 @@ from cnnjax.spec import (
     resolve_padding,
 )
 
-POOL_IMPLS = ("auto", "reduce_window", "reshape")
+POOL_IMPLS = ("auto", "reduce_window", "reshape", "argmax")
 CONV_IMPLS = ("auto", "lax", "matmul_bias", "matmul_grads", "patches")
+NORM_IMPLS = ("auto", "flax", "matmul")
 
 _ACTIVATIONS = {
     "linear": lambda x: x,
@@ -64,9 +65,18 @@ def _resolve_pool_impl(impl: str) -> str:
     if impl not in POOL_IMPLS:
         raise ValueError(f"pool_impl must be one of {POOL_IMPLS}, got {impl!r}")
     if impl == "auto":
-        # On XLA:CPU the gradient of reduce_window max (select-and-scatter) is slow; a reshape
-        # and a max over the window axes gives the same numbers about twice as fast.
-        return "reshape" if jax.default_backend() == "cpu" else "reduce_window"
+        # On XLA:CPU the gradient of reduce_window max (select-and-scatter) is slow; windows
+        # that tile the map pool faster with a gradient to one arg-max (`pool_grad`).
+        return "argmax" if jax.default_backend() == "cpu" else "reduce_window"
+    return impl
+
+
+def _resolve_norm_impl(impl: str) -> str:
+    if impl not in NORM_IMPLS:
+        raise ValueError(f"norm_impl must be one of {NORM_IMPLS}, got {impl!r}")
+    if impl == "auto":
+        # XLA:CPU's per-channel column sums are slow; as matmuls with ones they are fast.
+        return "matmul" if jax.default_backend() == "cpu" else "flax"
     return impl
 
 
@@ -166,11 +176,32 @@ class SpecConv(nn.Module):
         return patches @ kernel.reshape(kh * kw * c, f)
 
 
-def max_pool(x: jax.Array, layer: MaxPool, impl: str = "auto") -> jax.Array:
-    """Max pooling with Keras semantics; non-overlapping VALID windows may use a reshape."""
+def _tiles(layer: MaxPool, spatial: tuple[int, ...]) -> bool:
+    """Whether the pooling's windows tile the map: stride = window, nothing padded."""
+    pads = resolve_padding(layer.padding, spatial, layer.window, layer.strides)
+    return layer.window == layer.strides and pads == ((0, 0), (0, 0))
+
+
+def fuses_relu(layer: Layer, impl: str, spatial: tuple[int, ...]) -> bool:
+    """Whether a ReLU just before `layer` can run inside it (`pool_grad.max_pool(relu=True)`)."""
+    return (
+        isinstance(layer, MaxPool)
+        and _resolve_pool_impl(impl) == "argmax"
+        and _tiles(layer, spatial)
+    )
+
+
+def max_pool(x: jax.Array, layer: MaxPool, impl: str = "auto", *, relu: bool = False) -> jax.Array:
+    """Max pooling with Keras semantics (of `relu(x)` with `relu=True`). Windows that tile the
+    map may use a reshape ("reshape") or `pool_grad` ("argmax": gradient to one arg-max)."""
     window, strides = layer.window, layer.strides
     pads = resolve_padding(layer.padding, x.shape[1:3], window, strides)
-    if _resolve_pool_impl(impl) == "reshape" and window == strides and pads == ((0, 0), (0, 0)):
+    impl = _resolve_pool_impl(impl)
+    if impl == "argmax" and _tiles(layer, x.shape[1:3]):
+        return pool_grad.max_pool(x, window, relu=relu)
+    if relu:
+        x = nn.relu(x)
+    if impl in ("reshape", "argmax") and window == strides and pads == ((0, 0), (0, 0)):
         b, h, w, c = x.shape
         oh, ow = h // window[0], w // window[1]
         x = x[:, : oh * window[0], : ow * window[1], :]
@@ -184,13 +215,16 @@ class SpecModel(nn.Module):
     Attributes:
       spec: the architecture.
       dtype: compute dtype (float32 by default; bfloat16 for faster accelerator compute).
-      pool_impl: "auto", "reduce_window" or "reshape" (see `max_pool`).
+      pool_impl: "auto", "reduce_window", "reshape" or "argmax" (see `max_pool`).
+      conv_impl: one of CONV_IMPLS (see `SpecConv`).
+      norm_impl: "flax" (`flax.linen.BatchNorm`), "matmul" (`cnnjax.batch_norm`) or "auto".
     """
 
     spec: NetSpec
     dtype: Any = jnp.float32
     pool_impl: str = "auto"
     conv_impl: str = "auto"
+    norm_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, logits: bool = True) -> jax.Array:
@@ -215,8 +249,17 @@ class SpecModel(nn.Module):
         """Run `layers` on `x`, consuming `nodes` (names) in the spec's execution order.
         `logits` leaves out a final softmax / sigmoid of the last layer of this chain."""
         last = len(layers) - 1
+        # A ReLU followed by a max pooling that can take it runs inside the pooling, unless
+        # the layer's own output is being recorded (`intermediates`).
+        recording = self.is_mutable_collection("intermediates")
+        relu_pending = False
         for i, layer in enumerate(layers):
-            if isinstance(layer, BLOCK_TYPES):
+            if relu_pending:
+                assert isinstance(layer, MaxPool)
+                next(nodes)
+                x = max_pool(x, layer, self.pool_impl, relu=True)
+                relu_pending = False
+            elif isinstance(layer, BLOCK_TYPES):
                 outs = [self._chain(sub, x, nodes, train, False) for _, sub in layer.paths]
                 next(nodes)  # the merge
                 if isinstance(layer, Residual):
@@ -226,7 +269,14 @@ class SpecModel(nn.Module):
             else:
                 x = self._layer(layer, next(nodes).name, x, train)
                 act = getattr(layer, "activation", "linear")
-                if not (logits and i == last and act in ("softmax", "sigmoid")):
+                if (
+                    act == "relu"
+                    and not recording
+                    and i < last
+                    and fuses_relu(layers[i + 1], self.pool_impl, x.shape[1:3])
+                ):
+                    relu_pending = True
+                elif not (logits and i == last and act in ("softmax", "sigmoid")):
                     x = _ACTIVATIONS[act](x)
             self.sow("intermediates", "layer_outputs", x)
         return x
@@ -276,7 +326,12 @@ class SpecModel(nn.Module):
         if isinstance(layer, Dropout):
             return nn.Dropout(layer.rate, deterministic=not train, name=name)(x)
         if isinstance(layer, BatchNorm):
-            return nn.BatchNorm(
+            norm = (
+                nn.BatchNorm
+                if _resolve_norm_impl(self.norm_impl) == "flax"
+                else batch_norm.BatchNorm
+            )
+            return norm(
                 use_running_average=not train,
                 momentum=layer.momentum,
                 epsilon=layer.epsilon,
@@ -289,13 +344,21 @@ class SpecModel(nn.Module):
 
 
 def build_model(
-    spec: NetSpec, *, dtype: Any = jnp.float32, pool_impl: str = "auto", conv_impl: str = "auto"
+    spec: NetSpec,
+    *,
+    dtype: Any = jnp.float32,
+    pool_impl: str = "auto",
+    conv_impl: str = "auto",
+    norm_impl: str = "auto",
 ) -> SpecModel:
     """The Flax Linen module for `spec` (its input size must be known)."""
     spec.require_size("the Flax model")
     _resolve_pool_impl(pool_impl)
     _resolve_conv_impl(conv_impl)
-    return SpecModel(spec=spec, dtype=dtype, pool_impl=pool_impl, conv_impl=conv_impl)
+    _resolve_norm_impl(norm_impl)
+    return SpecModel(
+        spec=spec, dtype=dtype, pool_impl=pool_impl, conv_impl=conv_impl, norm_impl=norm_impl
+    )
 
 
 def init_variables(model: SpecModel, key: jax.Array, batch_size: int = 1) -> dict[str, Any]:

@@ -210,3 +210,37 @@ def test_nan_guard_checks_the_updated_parameters(tmp_path):
     bad = jax.tree_util.tree_map(lambda a: a * np.nan, good.variables_of(0))
     with pytest.raises(TrainingError, match="not finite"):
         evaluate(SPEC, bad, synthetic())
+
+
+def test_guarded_step_leaves_the_state_untouched_and_stops_after_a_bad_update():
+    """A non-finite gradient: the step changes nothing but its counter and records itself. A
+    finite gradient whose update is not finite (a NaN learning rate) is recorded too, and no
+    later step changes the state."""
+    import jax.numpy as jnp
+    import optax
+
+    from cnnjax.train import create_train_state, make_optimizer, make_train_step
+
+    train = synthetic(64)
+    x = jnp.asarray(train.images[:32].astype(np.float32) / 255.0)
+    y = jnp.asarray(train.labels[:32])
+    tx = make_optimizer()
+    step = jax.jit(make_train_step(SPEC, tx))
+    start = create_train_state(SPEC, tx, 0)
+    after = step(start, x.at[0, 0, 0, 0].set(np.nan), y)
+    assert int(after.bad_step) == 0 and int(after.step) == 1
+    for a, b in zip(
+        jax.tree.leaves((start.params, start.opt_state)),
+        jax.tree.leaves((after.params, after.opt_state)),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a, b)
+
+    nan_tx = optax.sgd(float("nan"))
+    step = jax.jit(make_train_step(SPEC, nan_tx))
+    state = step(create_train_state(SPEC, nan_tx, 0), x, y)
+    assert int(state.bad_step) == 0
+    later = step(step(state, x, y), x, y)
+    assert int(later.bad_step) == 0 and int(later.step) == 3
+    for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(later.params), strict=True):
+        np.testing.assert_array_equal(a, b)

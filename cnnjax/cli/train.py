@@ -85,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         pool_impl=args.pool_impl,
         conv_impl=args.conv_impl,
+        norm_impl=args.norm_impl,
         seed_mode=args.seed_mode,
         devices=devices(args.devices),
     )
@@ -183,13 +184,24 @@ def register(sub: Any) -> None:
     p.add_argument("--input", help="model input shape HxWxC (data are resized to it)")
     p.add_argument("--data-dir", help="TFDS data directory")
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
-    p.add_argument("--pool-impl", choices=("auto", "reduce_window", "reshape"), default="auto")
+    p.add_argument(
+        "--pool-impl",
+        choices=("auto", "reduce_window", "reshape", "argmax"),  # cnnjax.models.POOL_IMPLS
+        default="auto",
+        help="max pooling path (auto: argmax on CPU, reduce_window elsewhere)",
+    )
     p.add_argument(
         "--conv-impl",
         # cnnjax.models.CONV_IMPLS
         choices=("auto", "lax", "matmul_bias", "matmul_grads", "patches"),
         default="auto",
         help="convolution path (auto: matmul_grads on CPU, lax elsewhere)",
+    )
+    p.add_argument(
+        "--norm-impl",
+        choices=("auto", "flax", "matmul"),  # cnnjax.models.NORM_IMPLS
+        default="auto",
+        help="batch norm path (auto: matmul on CPU, flax elsewhere)",
     )
     add_parallel_args(p)
     p.set_defaults(func=run)

@@ -53,6 +53,7 @@ class FitConfig:
     eval_batch_size: int = 1000
     pool_impl: str = "auto"
     conv_impl: str = "auto"  # cnnjax.models.CONV_IMPLS; auto: the fastest per backend
+    norm_impl: str = "auto"  # cnnjax.models.NORM_IMPLS: batch norm's path
     seed_mode: str = "auto"  # k seeds: "vmap" (one program), "loop" (a step per seed); auto:
     # loop on a lone CPU device, where it is faster, vmap elsewhere
     dtype: str = "float32"
@@ -211,7 +212,14 @@ def _read_inputs(
         )
     if shape is None and not isinstance(model, (NetSpec, Model)):
         shape = as_dataset(train, "train").image_shape  # a plain module: the data's shape
-    m = as_model(model, shape, dtype=dtype, pool_impl=cfg.pool_impl, conv_impl=cfg.conv_impl)
+    m = as_model(
+        model,
+        shape,
+        dtype=dtype,
+        pool_impl=cfg.pool_impl,
+        conv_impl=cfg.conv_impl,
+        norm_impl=cfg.norm_impl,
+    )
     classes = classes_for(m)
     train_ds = as_dataset(train, "train", num_classes=classes)
     val_ds = (

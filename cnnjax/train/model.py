@@ -128,16 +128,19 @@ def as_model(
     dtype: Any = jnp.float32,
     pool_impl: str = "auto",
     conv_impl: str = "auto",
+    norm_impl: str = "auto",
 ) -> Model:
     """The engine's view of `model`: a `Model`, a cnnjax spec, or any Flax Linen module.
 
-    A spec builds its `SpecModel` (with `dtype`, `pool_impl`, `conv_impl`); a module that is
+    A spec builds its `SpecModel` (with `dtype` and the `*_impl` paths); a module that is
     not a `SpecModel` needs `input_shape` (one example, no batch axis).
     """
     if isinstance(model, Model):
         return model
     if isinstance(model, NetSpec):
-        model = build_model(model, dtype=dtype, pool_impl=pool_impl, conv_impl=conv_impl)
+        model = build_model(
+            model, dtype=dtype, pool_impl=pool_impl, conv_impl=conv_impl, norm_impl=norm_impl
+        )
     if isinstance(model, SpecModel):
         spec = model.spec
         return Model(

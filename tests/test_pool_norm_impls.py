@@ -1,0 +1,200 @@
+"""The fast max-pooling and batch-norm paths give the reference numbers.
+
+`pool_grad.max_pool` (gradient to one arg-max, optionally with the ReLU inside) against the
+reshape pooling JAX differentiates itself; `batch_norm.BatchNorm` (sums as matmuls) against
+`flax.linen.BatchNorm`: variables, outputs, running statistics and gradients; and whole
+training runs of the default CPU paths against the reference paths.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cnnjax import batch_norm, pool_grad
+from cnnjax.cli import build_parser
+from cnnjax.grammar import from_text
+from cnnjax.models import (
+    NORM_IMPLS,
+    POOL_IMPLS,
+    _resolve_norm_impl,
+    _resolve_pool_impl,
+    build_model,
+    max_pool,
+)
+from cnnjax.spec import MaxPool
+from cnnjax.train import create_train_state, make_optimizer, make_train_step
+from cnnjax.zoo import resnet_small
+
+
+def _reference_pool(x: jax.Array, window: tuple[int, int], relu: bool) -> jax.Array:
+    return max_pool(jax.nn.relu(x) if relu else x, MaxPool(window=window), "reshape")
+
+
+@st.composite
+def pool_cases(draw):
+    window = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    shape = (
+        draw(st.integers(1, 3)),
+        draw(st.integers(window[0], 9)),
+        draw(st.integers(window[1], 9)),
+        draw(st.integers(1, 4)),
+    )
+    return shape, window, draw(st.booleans()), draw(st.integers(0, 2**31 - 1))
+
+
+@settings(max_examples=15)  # eager ops, a new shape each example
+@given(pool_cases())
+def test_argmax_pool_matches_the_reference_without_ties(case):
+    """Continuous random values (no ties): output and input gradient equal the reference's,
+    with and without the ReLU inside, for any window and any leftover rows and columns."""
+    shape, window, relu, seed = case
+    rng = np.random.default_rng(seed)
+    x = jnp.asarray(rng.normal(size=shape).astype(np.float32))
+    ref, ref_vjp = jax.vjp(lambda x: _reference_pool(x, window, relu), x)
+    out, vjp = jax.vjp(lambda x: pool_grad.max_pool(x, window, relu=relu), x)
+    np.testing.assert_array_equal(out, ref)
+    g = jnp.asarray(rng.normal(size=ref.shape).astype(np.float32))
+    np.testing.assert_array_equal(vjp(g)[0], ref_vjp(g)[0])
+
+
+def test_ties_send_the_whole_gradient_to_the_first_maximum():
+    """Tied maxima: JAX shares the gradient among them; the arg-max path gives all of it to the
+    first (row-major in the window), as PyTorch and Keras do. Each window's sum is the same."""
+    x = jnp.asarray([[1.0, 3.0], [3.0, 3.0]]).reshape(1, 2, 2, 1)
+    g = jnp.full((1, 1, 1, 1), 6.0)
+    ours = jax.vjp(lambda x: pool_grad.max_pool(x, (2, 2)), x)[1](g)[0]
+    ref = jax.vjp(lambda x: _reference_pool(x, (2, 2), False), x)[1](g)[0]
+    np.testing.assert_array_equal(ours.reshape(4), [0.0, 6.0, 0.0, 0.0])
+    np.testing.assert_array_equal(ref.reshape(4), [0.0, 2.0, 2.0, 2.0])
+    assert float(ours.sum()) == float(ref.sum())
+
+
+def test_relu_inside_the_pool_passes_no_gradient_through_a_zero():
+    """ReLU's gradient at 0 is 0 (jax.nn.relu): a window whose maximum is <= 0 passes none."""
+    x = jnp.asarray([-1.0, -2.0, 5.0, 1.0, 0.0, -3.0, 2.0, 4.0]).reshape(1, 2, 4, 1)
+    out, vjp = jax.vjp(lambda x: pool_grad.max_pool(x, (2, 2), relu=True), x)
+    np.testing.assert_array_equal(out.reshape(2), [0.0, 5.0])
+    grad = vjp(jnp.ones_like(out))[0].reshape(2, 4)
+    np.testing.assert_array_equal(grad, [[0, 0, 1, 0], [0, 0, 0, 0]])
+
+
+def test_nan_propagates_through_the_argmax_pool():
+    x = jnp.asarray([1.0, jnp.nan, 2.0, 3.0]).reshape(1, 2, 2, 1)
+    assert bool(jnp.isnan(pool_grad.max_pool(x, (2, 2))).all())
+
+
+@st.composite
+def norm_cases(draw):
+    shape = (draw(st.integers(1, 4)), draw(st.integers(1, 5)), draw(st.integers(1, 5)))
+    channels = draw(st.integers(1, 6))
+    return (
+        (*shape, channels),
+        draw(st.sampled_from([0.9, 0.99])),
+        draw(st.sampled_from([1e-5, 1e-3])),
+        draw(st.integers(0, 2**31 - 1)),
+    )
+
+
+@settings(max_examples=15)
+@given(norm_cases(), st.booleans())
+def test_matmul_batch_norm_matches_flax(case, train):
+    """Same variables at init; in training and eval mode the same outputs, running statistics
+    and gradients (input, scale, offset) as flax.linen.BatchNorm up to float rounding."""
+    shape, momentum, epsilon, seed = case
+    rng = np.random.default_rng(seed)
+    x = jnp.asarray(rng.normal(1.5, 2.0, size=shape).astype(np.float32))
+    kwargs = dict(use_running_average=not train, momentum=momentum, epsilon=epsilon)
+    ref, ours = nn.BatchNorm(**kwargs), batch_norm.BatchNorm(**kwargs)
+    v_ref, v_ours = ref.init(jax.random.key(0), x), ours.init(jax.random.key(0), x)
+    assert jax.tree.structure(v_ref) == jax.tree.structure(v_ours)
+    for a, b in zip(jax.tree.leaves(v_ref), jax.tree.leaves(v_ours), strict=True):
+        np.testing.assert_array_equal(a, b)
+    c = shape[-1]
+    params = {
+        "scale": jnp.asarray(rng.normal(size=c), jnp.float32),
+        "bias": jnp.asarray(rng.normal(size=c), jnp.float32),
+    }
+    stats = {
+        "mean": jnp.asarray(rng.normal(size=c), jnp.float32),
+        "var": jnp.asarray(rng.random(c) + 0.5, jnp.float32),
+    }
+
+    def run(module):
+        def loss(params, x):
+            y, new = module.apply(
+                {"params": params, "batch_stats": stats}, x, mutable=["batch_stats"]
+            )
+            return jnp.sum(jnp.sin(y) * jnp.arange(y.size).reshape(y.shape)), (y, new)
+
+        return jax.grad(loss, argnums=(0, 1), has_aux=True)(params, x)
+
+    (g_ref, (y_ref, s_ref)), (g_ours, (y_ours, s_ours)) = run(ref), run(ours)
+    np.testing.assert_allclose(y_ours, y_ref, rtol=1e-4, atol=1e-4)
+    for a, b in zip(
+        jax.tree.leaves((s_ref, g_ref)), jax.tree.leaves((s_ours, g_ours)), strict=True
+    ):
+        np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-3)
+
+
+def test_auto_picks_the_fast_paths_on_cpu_and_they_can_be_overridden():
+    assert jax.default_backend() == "cpu"
+    assert _resolve_pool_impl("auto") == "argmax"
+    assert _resolve_norm_impl("auto") == "matmul"
+    assert _resolve_pool_impl("reshape") == "reshape"
+    assert _resolve_norm_impl("flax") == "flax"
+    with pytest.raises(ValueError, match="pool_impl must be one of"):
+        _resolve_pool_impl("fast")
+    with pytest.raises(ValueError, match="norm_impl must be one of"):
+        _resolve_norm_impl("fast")
+
+
+def test_cli_offers_every_pool_and_norm_impl():
+    """`cnnjax train --pool-impl / --norm-impl` list exactly what the model accepts."""
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    train = sub.choices["train"]
+    choices = {a.dest: tuple(a.choices) for a in train._actions if a.dest.endswith("_impl")}
+    assert choices["pool_impl"] == POOL_IMPLS
+    assert choices["norm_impl"] == NORM_IMPLS
+
+
+def _train(spec, steps: int, batch: int, **impls):
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.random((batch, *spec.input_shape), np.float32))
+    y = jnp.asarray(rng.integers(0, 10, batch).astype(np.int32))
+    model, tx = build_model(spec, **impls), make_optimizer()
+    step = jax.jit(make_train_step(model, tx))
+    state = create_train_state(model, tx, 0)
+    for _ in range(steps):
+        state = step(state, x, y)
+    return state
+
+
+def test_training_steps_agree_across_pool_paths():
+    """Ten Adam steps of a conv-ReLU-pool network (the ReLU runs inside the arg-max pooling):
+    the default CPU path ends at the reference path's parameters up to float rounding."""
+    spec = from_text("in28x28x1-conv8x3-pool2-conv8x3-pool2-flatten-dense16-dense10")
+    ref = _train(spec, 10, 16, pool_impl="reshape", conv_impl="lax")
+    ours = _train(spec, 10, 16, pool_impl="auto", conv_impl="lax")
+    for a, b in zip(jax.tree.leaves(ref.params), jax.tree.leaves(ours.params), strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=2e-6)
+
+
+def test_training_steps_agree_across_norm_paths():
+    """Five Adam steps of the small ResNet (batch norm everywhere): the default CPU path ends at
+    flax.linen.BatchNorm's parameters and running statistics up to float rounding."""
+    spec = resnet_small()
+    ref = _train(spec, 5, 8, norm_impl="flax", conv_impl="lax")
+    ours = _train(spec, 5, 8, norm_impl="auto", conv_impl="lax")
+    for a, b in zip(
+        jax.tree.leaves((ref.params, ref.batch_stats)),
+        jax.tree.leaves((ours.params, ours.batch_stats)),
+        strict=True,
+    ):
+        np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-4)
