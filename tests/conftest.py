@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 
-from cnnjax import configure_xla  # no JAX; importing cnnjax sets no environment variable
-
 # Several fake CPU devices so sharded code is exercised without accelerators. Must be set
-# before JAX initialises its backends.
+# before JAX initialises its backends, and before `import cnnjax` adds its own XLA:CPU flags.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+
+from cnnjax import configure_xla  # no JAX yet
+
 configure_xla()  # cnnjax's XLA:CPU flags, as the `cnnjax` command sets them
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 

@@ -125,9 +125,15 @@ def _environment_after(code: str, xla_flags: str) -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
-def test_import_cnnjax_leaves_xla_flags_unchanged():
+@pytest.mark.skipif(_xla_flags._jaxlib_version() < _xla_flags.MIN_JAXLIB, reason="old jaxlib")
+def test_import_cnnjax_adds_the_flags_only_before_jax_starts():
     flags = "--xla_force_host_platform_device_count=2"
-    assert _environment_after("import cnnjax, cnnjax.cli", flags) == flags
+    expected = " ".join([flags, *_xla_flags.FLAGS])
+    assert _environment_after("import jax; import cnnjax", flags) == expected
+    started = "import jax; jax.devices(); import cnnjax"
+    assert _environment_after(started, flags) == flags  # too late to matter: left alone
+    kept = "import os; os.environ['CNNJAX_KEEP_XLA_FLAGS'] = '1'; import cnnjax"
+    assert _environment_after(kept, flags) == flags
 
 
 @pytest.mark.skipif(_xla_flags._jaxlib_version() < _xla_flags.MIN_JAXLIB, reason="old jaxlib")
