@@ -123,6 +123,8 @@ class SpecConv(nn.Module):
     "matmul_grads" as "matmul_bias", and the kernel gradient as one matmul (`conv_grad`) where
     the input has at most `conv_grad.MAX_IN_CHANNELS` channels;
     "patches" shifted slices + one matmul (im2col), for comparison (not grouped convolutions).
+    With `defer_bias` it creates its bias but leaves adding it to the caller (`SpecModel` adds
+    it after a max pooling, on the smaller map).
     """
 
     features: int
@@ -134,6 +136,7 @@ class SpecConv(nn.Module):
     use_bias: bool = True
     dtype: Any = jnp.float32
     impl: str = "lax"
+    defer_bias: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -159,6 +162,8 @@ class SpecConv(nn.Module):
         if not self.use_bias:
             return y
         bias = self.param("bias", _BIAS_INIT, (self.features,), jnp.float32).astype(self.dtype)
+        if self.defer_bias:
+            return y
         return _plus(y, bias) if self.impl == "lax" else add_bias(y, bias)
 
     def _patches(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -191,14 +196,24 @@ def fuses_relu(layer: Layer, impl: str, spatial: tuple[int, ...]) -> bool:
     )
 
 
-def max_pool(x: jax.Array, layer: MaxPool, impl: str = "auto", *, relu: bool = False) -> jax.Array:
-    """Max pooling with Keras semantics (of `relu(x)` with `relu=True`). Windows that tile the
-    map may use a reshape ("reshape") or `pool_grad` ("argmax": gradient to one arg-max)."""
+def max_pool(
+    x: jax.Array,
+    layer: MaxPool,
+    impl: str = "auto",
+    *,
+    relu: bool = False,
+    bias: jax.Array | None = None,
+) -> jax.Array:
+    """Max pooling with Keras semantics (of `relu(x + bias)` with `relu=True` and a `bias`).
+    Windows that tile the map may use a reshape ("reshape") or `pool_grad` ("argmax": gradient
+    to one arg-max, the bias added on the pooled map)."""
     window, strides = layer.window, layer.strides
     pads = resolve_padding(layer.padding, x.shape[1:3], window, strides)
     impl = _resolve_pool_impl(impl)
     if impl == "argmax" and _tiles(layer, x.shape[1:3]):
-        return pool_grad.max_pool(x, window, relu=relu)
+        return pool_grad.max_pool(x, window, relu=relu, bias=bias)
+    if bias is not None:
+        x = add_bias(x, bias)
     if relu:
         x = nn.relu(x)
     if impl in ("reshape", "argmax") and window == strides and pads == ((0, 0), (0, 0)):
@@ -249,16 +264,17 @@ class SpecModel(nn.Module):
         """Run `layers` on `x`, consuming `nodes` (names) in the spec's execution order.
         `logits` leaves out a final softmax / sigmoid of the last layer of this chain."""
         last = len(layers) - 1
-        # A ReLU followed by a max pooling that can take it runs inside the pooling, unless
-        # the layer's own output is being recorded (`intermediates`).
+        # A ReLU followed by a max pooling that can take it runs inside the pooling, and so
+        # does a convolution's bias (added on the pooled map), unless the layer's own output is
+        # being recorded (`intermediates`).
         recording = self.is_mutable_collection("intermediates")
-        relu_pending = False
+        relu_pending, bias_pending = False, None
         for i, layer in enumerate(layers):
-            if relu_pending:
+            if relu_pending or bias_pending is not None:
                 assert isinstance(layer, MaxPool)
                 next(nodes)
-                x = max_pool(x, layer, self.pool_impl, relu=True)
-                relu_pending = False
+                x = max_pool(x, layer, self.pool_impl, relu=relu_pending, bias=bias_pending)
+                relu_pending, bias_pending = False, None
             elif isinstance(layer, BLOCK_TYPES):
                 outs = [self._chain(sub, x, nodes, train, False) for _, sub in layer.paths]
                 next(nodes)  # the merge
@@ -267,8 +283,15 @@ class SpecModel(nn.Module):
                 else:
                     x = jnp.concatenate(outs, axis=-1)
             else:
-                x = self._layer(layer, next(nodes).name, x, train)
                 act = getattr(layer, "activation", "linear")
+                name = next(nodes).name
+                if isinstance(layer, (Conv, DepthwiseConv)) and self._defers_bias(
+                    layers, i, recording
+                ):
+                    x, bias_pending = self._conv(layer, name, x, defer_bias=True)
+                    relu_pending = act == "relu"
+                    continue
+                x = self._layer(layer, name, x, train)
                 if (
                     act == "relu"
                     and not recording
@@ -281,28 +304,51 @@ class SpecModel(nn.Module):
             self.sow("intermediates", "layer_outputs", x)
         return x
 
+    def _defers_bias(self, layers: tuple[Layer, ...], i: int, recording: bool) -> bool:
+        """Whether layer i is a convolution whose bias (and ReLU) the max pooling after it adds,
+        on the pooled map: `pool_grad.max_pool(bias=...)`, values equal, a quarter the traffic."""
+        layer = layers[i]
+        return (
+            not recording
+            and isinstance(layer, (Conv, DepthwiseConv))
+            and layer.use_bias
+            and layer.activation in ("relu", "linear")
+            and i + 1 < len(layers)
+            and isinstance(layers[i + 1], MaxPool)
+            and _resolve_pool_impl(self.pool_impl) == "argmax"
+        )
+
+    def _conv(
+        self, layer: Conv | DepthwiseConv, name: str, x: jax.Array, *, defer_bias: bool = False
+    ) -> tuple[jax.Array, jax.Array | None]:
+        """The convolution's output, and with `defer_bias` its bias, not yet added."""
+        k = effective_kernel(layer.kernel, layer.dilation)
+        pads = resolve_padding(layer.padding, x.shape[1:3], k, layer.strides)
+        depthwise = isinstance(layer, DepthwiseConv)
+        if isinstance(layer, DepthwiseConv):
+            features = x.shape[-1] * layer.depth_multiplier
+        else:
+            features = layer.filters
+        conv = SpecConv(
+            features=features,
+            kernel_size=layer.kernel,
+            strides=layer.strides,
+            padding=pads,
+            kernel_dilation=layer.dilation,
+            feature_group_count=x.shape[-1] if depthwise else 1,
+            use_bias=layer.use_bias,
+            dtype=self.dtype,
+            impl=_resolve_conv_impl(self.conv_impl),
+            defer_bias=defer_bias,
+            name=name,
+        )
+        y = conv(x)
+        bias = conv.variables["params"]["bias"].astype(self.dtype) if defer_bias else None
+        return y, bias
+
     def _layer(self, layer: Layer, name: str, x: jax.Array, train: bool) -> jax.Array:
         if isinstance(layer, (Conv, DepthwiseConv)):
-            k = effective_kernel(layer.kernel, layer.dilation)
-            pads = resolve_padding(layer.padding, x.shape[1:3], k, layer.strides)
-            depthwise = isinstance(layer, DepthwiseConv)
-            features = (
-                x.shape[-1] * layer.depth_multiplier
-                if isinstance(layer, DepthwiseConv)
-                else layer.filters
-            )
-            return SpecConv(
-                features=features,
-                kernel_size=layer.kernel,
-                strides=layer.strides,
-                padding=pads,
-                kernel_dilation=layer.dilation,
-                feature_group_count=x.shape[-1] if depthwise else 1,
-                use_bias=layer.use_bias,
-                dtype=self.dtype,
-                impl=_resolve_conv_impl(self.conv_impl),
-                name=name,
-            )(x)
+            return self._conv(layer, name, x)[0]
         if isinstance(layer, MaxPool):
             return max_pool(x, layer, self.pool_impl)
         if isinstance(layer, AvgPool):

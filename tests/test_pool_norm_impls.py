@@ -32,7 +32,10 @@ from cnnjax.train import create_train_state, make_optimizer, make_train_step
 from cnnjax.zoo import resnet_small
 
 
-def _reference_pool(x: jax.Array, window: tuple[int, int], relu: bool) -> jax.Array:
+def _reference_pool(
+    x: jax.Array, window: tuple[int, int], relu: bool, bias: jax.Array | None = None
+) -> jax.Array:
+    x = x if bias is None else x + bias.reshape(1, 1, 1, -1)
     return max_pool(jax.nn.relu(x) if relu else x, MaxPool(window=window), "reshape")
 
 
@@ -45,22 +48,30 @@ def pool_cases(draw):
         draw(st.integers(window[1], 9)),
         draw(st.integers(1, 4)),
     )
-    return shape, window, draw(st.booleans()), draw(st.integers(0, 2**31 - 1))
+    return shape, window, draw(st.booleans()), draw(st.booleans()), draw(st.integers(0, 2**31 - 1))
 
 
 @settings(max_examples=15)  # eager ops, a new shape each example
 @given(pool_cases())
 def test_argmax_pool_matches_the_reference_without_ties(case):
     """Continuous random values (no ties): output and input gradient equal the reference's,
-    with and without the ReLU inside, for any window and any leftover rows and columns."""
-    shape, window, relu, seed = case
+    with and without the ReLU inside, with and without a bias added on the pooled map, for
+    any window and any leftover rows and columns; the bias gradient up to float rounding."""
+    shape, window, relu, with_bias, seed = case
     rng = np.random.default_rng(seed)
     x = jnp.asarray(rng.normal(size=shape).astype(np.float32))
-    ref, ref_vjp = jax.vjp(lambda x: _reference_pool(x, window, relu), x)
-    out, vjp = jax.vjp(lambda x: pool_grad.max_pool(x, window, relu=relu), x)
-    np.testing.assert_array_equal(out, ref)
+    b = jnp.asarray(rng.normal(size=shape[-1:]).astype(np.float32))
+    if not with_bias:
+        ref, ref_vjp = jax.vjp(lambda x: _reference_pool(x, window, relu), x)
+        out, vjp = jax.vjp(lambda x: pool_grad.max_pool(x, window, relu=relu), x)
+    else:
+        ref, ref_vjp = jax.vjp(lambda x, b: _reference_pool(x, window, relu, b), x, b)
+        out, vjp = jax.vjp(lambda x, b: pool_grad.max_pool(x, window, relu=relu, bias=b), x, b)
+    np.testing.assert_array_equal(out, ref)  # max(x) + b == max(x + b): + is monotone
     g = jnp.asarray(rng.normal(size=ref.shape).astype(np.float32))
     np.testing.assert_array_equal(vjp(g)[0], ref_vjp(g)[0])
+    if with_bias:
+        np.testing.assert_allclose(vjp(g)[1], ref_vjp(g)[1], rtol=1e-5, atol=1e-5)
 
 
 def test_ties_send_the_whole_gradient_to_the_first_maximum():
@@ -177,13 +188,43 @@ def _train(spec, steps: int, batch: int, **impls):
 
 
 def test_training_steps_agree_across_pool_paths():
-    """Ten Adam steps of a conv-ReLU-pool network (the ReLU runs inside the arg-max pooling):
-    the default CPU path ends at the reference path's parameters up to float rounding."""
-    spec = from_text("in28x28x1-conv8x3-pool2-conv8x3-pool2-flatten-dense16-dense10")
+    """Ten Adam steps of a network with conv-ReLU-pool and conv-pool (the convolution's bias
+    and ReLU added inside the arg-max pooling, on the pooled map): the default CPU path ends at
+    the reference path's parameters up to float rounding."""
+    spec = from_text("in28x28x1-conv8x3-pool2-conv8x3:linear-pool2-flatten-dense16-dense10")
     ref = _train(spec, 10, 16, pool_impl="reshape", conv_impl="lax")
-    ours = _train(spec, 10, 16, pool_impl="auto", conv_impl="lax")
+    ours = _train(spec, 10, 16, pool_impl="auto", conv_impl="auto")
     for a, b in zip(jax.tree.leaves(ref.params), jax.tree.leaves(ours.params), strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=2e-6)
+
+
+def _loss_and_grads(model, variables, x):
+    def loss(v):
+        return (model.apply(v, x) ** 2).sum()
+
+    return jax.value_and_grad(loss)(variables)
+
+
+@pytest.mark.parametrize(
+    "text", ["in9x9x2-conv4x2-pool2-flatten-dense3", "in9x9x2-conv4x2-pool3s2-flatten-dense3"]
+)
+def test_the_bias_waits_for_the_pooling_with_the_same_variables_and_numbers(text):
+    """The deferred bias is a training-speed path: the variables are the same as without it,
+    and loss and gradients equal the reference's, for a pooling that tiles the map (the bias
+    added on the pooled map) and one that does not (added before it, as usual)."""
+    spec = from_text(text)
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(3, 9, 9, 2)).astype(np.float32))
+    ref, ours = build_model(spec, pool_impl="reshape"), build_model(spec, pool_impl="argmax")
+    variables = ref.init(jax.random.PRNGKey(0), x)
+    shapes = jax.tree.map(jnp.shape, ours.init(jax.random.PRNGKey(0), x))
+    assert shapes == jax.tree.map(jnp.shape, variables)
+    (l_ref, g_ref), (l_ours, g_ours) = (
+        _loss_and_grads(ref, variables, x),
+        _loss_and_grads(ours, variables, x),
+    )
+    np.testing.assert_allclose(l_ours, l_ref, rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(g_ref), jax.tree.leaves(g_ours), strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
 
 
 def test_training_steps_agree_across_norm_paths():
