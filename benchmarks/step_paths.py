@@ -10,7 +10,9 @@ reduce_window | argmax), norm (auto | flax | matmul), model (a zoo name or spec 
 `filters` filters per conv), batch, filters, steps
 (train steps per dispatch, unrolled in one jit), seeds (vmapped), and xla (extra XLA flags, `;`-separated). The step is cnnjax's own
 `make_train_step` gathering its batch by index from a device-resident dataset, as `fit` does;
-the figure is the median images/s (x seeds) of several timed windows after a warm-up.
+the figure is the median images/s (x seeds) of several timed windows after a warm-up; a
+fresh-process run (--one, --grid) adds the minor page faults and the kernel and user CPU time
+per step over those windows.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import json
 import math
 import os
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -123,8 +126,10 @@ def build(setting: dict[str, object]):
             box["state"] = run(box["state"], data, plan, box["b"] % windows)
             box["b"] += 1
         jax.block_until_ready(box["state"])
+        box["steps"] = box.get("steps", 0) + reps * k
         return reps * k * batch * seeds / (time.perf_counter() - t0)
 
+    window.box = box  # type: ignore[attr-defined]  # steps run, for measure()'s fault counts
     return window
 
 
@@ -134,10 +139,22 @@ def measure(setting: dict[str, object], seconds: float) -> dict[str, object]:
     import numpy as np
 
     window = build(setting)
+    window.box["steps"] = 0  # type: ignore[attr-defined]
+    before = resource.getrusage(resource.RUSAGE_SELF)
     rates, deadline = [], time.perf_counter() + seconds
     while time.perf_counter() < deadline or len(rates) < 3:
         rates.append(window())
-    return {**setting, "images_per_s": float(np.median(rates)), "jax": jax.__version__}
+    after, steps = resource.getrusage(resource.RUSAGE_SELF), window.box["steps"]  # type: ignore[attr-defined]
+    return {
+        **setting,
+        "images_per_s": float(np.median(rates)),
+        # Page faults and kernel CPU time per step: large buffers mapped afresh every step
+        # show here (docs/performance.md, "Tried and dropped").
+        "minor_faults_per_step": (after.ru_minflt - before.ru_minflt) / steps,
+        "kernel_ms_per_step": 1e3 * (after.ru_stime - before.ru_stime) / steps,
+        "user_ms_per_step": 1e3 * (after.ru_utime - before.ru_utime) / steps,
+        "jax": jax.__version__,
+    }
 
 
 def measure_ab(texts: list[str], seconds: float) -> list[float]:
@@ -219,11 +236,22 @@ def main() -> None:
             print(f"| {text or 'default'} | {rate:,.0f} | {rate / rates[0]:.2f} |")
         return
     texts = [args.one] if args.one else (args.grid if args.grid else GRID)
-    print("| setting | images/s |\n|---|---:|", flush=True)
+    print(
+        "| setting | images/s | minor page faults / step | kernel CPU ms / step "
+        "| user CPU ms / step |\n|---|---:|---:|---:|---:|",
+        flush=True,
+    )
     for text in texts:
         r = run_one(parse(text), args.seconds)
-        rate = f"{r['images_per_s']:,.0f}" if r["images_per_s"] else f"failed: {r.get('error')}"
-        print(f"| {text or 'default'} | {rate} |", flush=True)
+        if not r["images_per_s"]:
+            print(f"| {text or 'default'} | failed: {r.get('error')} | | | |", flush=True)
+            continue
+        print(
+            f"| {text or 'default'} | {r['images_per_s']:,.0f} | "
+            f"{r['minor_faults_per_step']:,.0f} | {r['kernel_ms_per_step']:.1f} | "
+            f"{r['user_ms_per_step']:.1f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
