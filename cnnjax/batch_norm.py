@@ -19,20 +19,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-
-def _column_sums(*columns: jax.Array) -> list[jax.Array]:
-    """Sums over the rows of [m, c] arrays, each as [1, c]: one dot of ones with the arrays
-    side by side."""
-    m, c = columns[0].shape
-    ones = jnp.ones((1, m), columns[0].dtype)
-    stacked = jnp.concatenate(columns, axis=1) if len(columns) > 1 else columns[0]
-    sums = ones @ stacked
-    return [sums[:, i * c : (i + 1) * c] for i in range(len(columns))]
+from cnnjax.column_sums import column_sums
 
 
 def _stats(x2: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Mean and (fast, clipped) variance of the columns of x2, each [1, c]."""
-    total, squares = _column_sums(x2, x2 * x2)
+    total, squares = column_sums(x2, x2 * x2)
     n = x2.shape[0]
     mean = total / n
     return mean, jnp.maximum(0.0, squares / n - mean * mean)
@@ -68,7 +60,7 @@ def _bwd(epsilon, residuals, cotangents):
     g = cotangents[0].reshape(x2.shape).astype(jnp.float32)  # mean and var: no gradient
     n = x2.shape[0]
     xhat = (x2 - mean) * inv
-    g_sum, gx_sum = _column_sums(g, g * xhat)
+    g_sum, gx_sum = column_sums(g, g * xhat)
     dx = (scale.reshape(1, c) * inv / n) * (n * g - g_sum - xhat * gx_sum)
     return dx.reshape(x.shape).astype(x.dtype), gx_sum.reshape(c), g_sum.reshape(c)
 

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 
 from cnnjax import batch_norm, conv_grad, pool_grad
 from cnnjax.analysis import layer_names
+from cnnjax.column_sums import channel_sum
 from cnnjax.spec import (
     BLOCK_TYPES,
     Activation,
@@ -106,9 +107,7 @@ def _add_bias_fwd(y: jax.Array, bias: jax.Array) -> tuple[jax.Array, None]:
 
 
 def _add_bias_bwd(_: None, g: jax.Array) -> tuple[jax.Array, jax.Array]:
-    c = g.shape[-1]
-    ones = jnp.ones((1, g.size // c), g.dtype)
-    return g, (ones @ g.reshape(-1, c)).reshape(c)
+    return g, channel_sum(g)
 
 
 add_bias.defvjp(_add_bias_fwd, _add_bias_bwd)

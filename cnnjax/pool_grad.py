@@ -24,6 +24,8 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
+from cnnjax.column_sums import channel_sum
+
 Pair = tuple[int, int]
 
 
@@ -113,9 +115,7 @@ def _pool_bias_fwd(x, bias, window, relu, size):
 def _pool_bias_bwd(window, relu, size, idx, g):
     if relu:  # the windows ReLU zeroed pass nothing, to the bias either
         g = jnp.where(idx < window[0] * window[1], g, 0)
-    c = g.shape[-1]
-    ones = jnp.ones((1, g.size // c), g.dtype)  # a column sum as a matmul: fast on XLA:CPU
-    return _scatter(window, size, idx, g), (ones @ g.reshape(-1, c)).reshape(c)
+    return _scatter(window, size, idx, g), channel_sum(g)
 
 
 _pool_bias.defvjp(_pool_bias_fwd, _pool_bias_bwd)
