@@ -51,7 +51,7 @@ def pool_cases(draw):
     return shape, window, draw(st.booleans()), draw(st.booleans()), draw(st.integers(0, 2**31 - 1))
 
 
-@settings(max_examples=15)  # eager ops, a new shape each example
+@settings(max_examples=15)  # a new shape (a compile) each example
 @given(pool_cases())
 def test_argmax_pool_matches_the_reference_without_ties(case):
     """Continuous random values (no ties): output and input gradient equal the reference's,
@@ -61,17 +61,25 @@ def test_argmax_pool_matches_the_reference_without_ties(case):
     rng = np.random.default_rng(seed)
     x = jnp.asarray(rng.normal(size=shape).astype(np.float32))
     b = jnp.asarray(rng.normal(size=shape[-1:]).astype(np.float32))
-    if not with_bias:
-        ref, ref_vjp = jax.vjp(lambda x: _reference_pool(x, window, relu), x)
-        out, vjp = jax.vjp(lambda x: pool_grad.max_pool(x, window, relu=relu), x)
-    else:
-        ref, ref_vjp = jax.vjp(lambda x, b: _reference_pool(x, window, relu, b), x, b)
-        out, vjp = jax.vjp(lambda x, b: pool_grad.max_pool(x, window, relu=relu, bias=b), x, b)
+
+    def reference(x, b):
+        return _reference_pool(x, window, relu, b if with_bias else None)
+
+    def ours(x, b):
+        return pool_grad.max_pool(x, window, relu=relu, bias=b if with_bias else None)
+
+    @jax.jit  # one compile per example, not one per eager operation
+    def outputs_and_grads(g):
+        (ref, ref_vjp), (out, vjp) = jax.vjp(reference, x, b), jax.vjp(ours, x, b)
+        return out, ref, vjp(g), ref_vjp(g)
+
+    shape = jax.eval_shape(reference, x, b).shape
+    g = jnp.asarray(rng.normal(size=shape).astype(np.float32))
+    out, ref, grads, ref_grads = outputs_and_grads(g)
     np.testing.assert_array_equal(out, ref)  # max(x) + b == max(x + b): + is monotone
-    g = jnp.asarray(rng.normal(size=ref.shape).astype(np.float32))
-    np.testing.assert_array_equal(vjp(g)[0], ref_vjp(g)[0])
+    np.testing.assert_array_equal(grads[0], ref_grads[0])
     if with_bias:
-        np.testing.assert_allclose(vjp(g)[1], ref_vjp(g)[1], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(grads[1], ref_grads[1], rtol=1e-5, atol=1e-5)
 
 
 def test_ties_send_the_whole_gradient_to_the_first_maximum():
@@ -122,7 +130,10 @@ def test_matmul_batch_norm_matches_flax(case, train):
     x = jnp.asarray(rng.normal(1.5, 2.0, size=shape).astype(np.float32))
     kwargs = dict(use_running_average=not train, momentum=momentum, epsilon=epsilon)
     ref, ours = nn.BatchNorm(**kwargs), batch_norm.BatchNorm(**kwargs)
-    v_ref, v_ours = ref.init(jax.random.key(0), x), ours.init(jax.random.key(0), x)
+    v_ref, v_ours = (
+        jax.jit(ref.init)(jax.random.key(0), x),
+        jax.jit(ours.init)(jax.random.key(0), x),
+    )
     assert jax.tree.structure(v_ref) == jax.tree.structure(v_ours)
     for a, b in zip(jax.tree.leaves(v_ref), jax.tree.leaves(v_ours), strict=True):
         np.testing.assert_array_equal(a, b)
@@ -143,7 +154,7 @@ def test_matmul_batch_norm_matches_flax(case, train):
             )
             return jnp.sum(jnp.sin(y) * jnp.arange(y.size).reshape(y.shape)), (y, new)
 
-        return jax.grad(loss, argnums=(0, 1), has_aux=True)(params, x)
+        return jax.jit(jax.grad(loss, argnums=(0, 1), has_aux=True))(params, x)  # one compile
 
     (g_ref, (y_ref, s_ref)), (g_ours, (y_ours, s_ours)) = run(ref), run(ours)
     np.testing.assert_allclose(y_ours, y_ref, rtol=1e-4, atol=1e-4)
