@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from cnnjax import batch_norm, pool_grad
@@ -51,7 +51,6 @@ def pool_cases(draw):
     return shape, window, draw(st.booleans()), draw(st.booleans()), draw(st.integers(0, 2**31 - 1))
 
 
-@settings(max_examples=15)  # a new shape (a compile) each example
 @given(pool_cases())
 def test_argmax_pool_matches_the_reference_without_ties(case):
     """Continuous random values (no ties): output and input gradient equal the reference's,
@@ -120,7 +119,6 @@ def norm_cases(draw):
     )
 
 
-@settings(max_examples=15)
 @given(norm_cases(), st.booleans())
 def test_matmul_batch_norm_matches_flax(case, train):
     """Same variables at init; in training and eval mode the same outputs, running statistics
