@@ -7,19 +7,25 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 FMNIST := /usr/share/datasets/fashion-mnist
+TCMALLOC := /usr/lib/*-linux-gnu/libtcmalloc_minimal.so.4
 
-.PHONY: setup system-data demo test test-slow bench-setup bench bench-quick lint format docs docs-serve clean
+.PHONY: setup system-packages demo test test-slow bench-setup bench bench-quick lint format docs docs-serve clean
 
-setup: system-data $(VENV)/.installed
+setup: system-packages $(VENV)/.installed
 
-# The offline default dataset comes from Debian's package; elsewhere TFDS downloads.
-system-data:
-	@if [ ! -d $(FMNIST) ] && command -v apt-get >/dev/null 2>&1; then \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
-	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q dataset-fashion-mnist; }; \
-	fi
+# Debian packages, where apt exists: the offline default dataset (elsewhere TFDS downloads)
+# and tcmalloc, which the `cnnjax` command runs its training under (cnnjax/_malloc.py).
+system-packages:
+	@for pair in "dataset-fashion-mnist:$(FMNIST)" "libtcmalloc-minimal4:$(TCMALLOC)"; do \
+	  pkg=$${pair%%:*}; path=$${pair#*:}; \
+	  if ! ls $$path >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get install -y -q $$pkg >/dev/null 2>&1 || \
+	    { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q $$pkg; }; \
+	  fi; \
+	done
 	@[ -d $(FMNIST) ] && echo "offline data: $(FMNIST)" || echo "offline data: not installed (no apt); TFDS will download"
+	@ls $(TCMALLOC) >/dev/null 2>&1 && echo "tcmalloc: installed" || echo "tcmalloc: not installed (no apt); training runs on the system malloc"
 
 $(VENV)/.installed: pyproject.toml
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)

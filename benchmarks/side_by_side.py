@@ -17,7 +17,10 @@ images, int32 labels); every framework then trains in its own subprocess
 (``--worker NAME``), so its threads and its peak RSS are its own. Each worker scales the
 images to float32 in [0, 1] the same way, trains the same network with batch 32 and
 Adam(lr 1e-3, eps 1e-7) on softmax cross-entropy, reshuffles every epoch, and evaluates the
-test set after each epoch (evaluation time is kept out of the epoch time). With ``--rounds R``
+test set after each epoch (evaluation time is kept out of the epoch time). The cnnjax worker
+restarts under tcmalloc where it is installed, as the `cnnjax` command does
+(`cnnjax.restart_with_tcmalloc`); the peers run on the system's malloc unless the driver's
+environment sets LD_PRELOAD (each row records it). With ``--rounds R``
 the workers run R times in a rotated order and the medians over the rounds are reported.
 
 Writes ``side_by_side.json`` and ``side_by_side.md`` under ``--out`` (default
@@ -287,7 +290,13 @@ def _summarise(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def _thread_env() -> dict[str, Any]:
-    keys = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS", "TF_NUM_INTRAOP_THREADS")
+    keys = (
+        "OMP_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "XLA_FLAGS",
+        "TF_NUM_INTRAOP_THREADS",
+        "LD_PRELOAD",
+    )
     return {
         "cpu_count": os.cpu_count(),
         "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
@@ -600,6 +609,10 @@ WORKERS: dict[str, Callable[[Path, str, int, int], dict[str, Any]]] = {
 
 def run_worker(name: str, data: Path, model_name: str, epochs: int, seed: int, out: Path) -> int:
     """One framework, one model: train, write the JSON result to `out`."""
+    if name == "cnnjax":  # as the `cnnjax` command runs: under tcmalloc where installed
+        import cnnjax
+
+        cnnjax.restart_with_tcmalloc()  # this worker again, from the start, same arguments
     base = {"framework": name, "model": model_name, "epochs": epochs}
     t0 = time.perf_counter()
     try:

@@ -7,8 +7,9 @@ fresh process (XLA flags are read once per process).
 
 A setting is conv (auto | lax | matmul_bias | matmul_grads | patches), pool (reshape |
 reduce_window | argmax), norm (auto | flax | matmul), model (a zoo name or spec text; default the seed 000 network with
-`filters` filters per conv), batch, filters, steps
-(train steps per dispatch, unrolled in one jit), seeds (vmapped), and xla (extra XLA flags, `;`-separated). The step is cnnjax's own
+`filters` filters per conv), dtype (the compute dtype: float32 | bfloat16), batch, filters, steps
+(train steps per dispatch, unrolled in one jit), seeds (vmapped), malloc (tcmalloc where installed, as the `cnnjax` command runs, | system;
+fresh processes only), and xla (extra XLA flags, `;`-separated). The step is cnnjax's own
 `make_train_step` gathering its batch by index from a device-resident dataset, as `fit` does;
 the figure is the median images/s (x seeds) of several timed windows after a warm-up; a
 fresh-process run (--one, --grid) adds the minor page faults and the kernel and user CPU time
@@ -38,6 +39,8 @@ DEFAULTS = {
     "xla": "",
     "model": "",
     "norm": "auto",
+    "dtype": "float32",
+    "malloc": "tcmalloc",
 }
 
 
@@ -79,6 +82,7 @@ def build(setting: dict[str, object]):
         pool_impl=str(setting["pool"]),
         conv_impl=str(setting["conv"]),
         norm_impl=str(setting["norm"]),
+        dtype=jnp.dtype(str(setting["dtype"])),
     )
     tx = make_optimizer()
     step = make_train_step(model, tx)
@@ -138,6 +142,8 @@ def measure(setting: dict[str, object], seconds: float) -> dict[str, object]:
     import jax
     import numpy as np
 
+    from cnnjax import _malloc
+
     window = build(setting)
     window.box["steps"] = 0  # type: ignore[attr-defined]
     before = resource.getrusage(resource.RUSAGE_SELF)
@@ -154,6 +160,7 @@ def measure(setting: dict[str, object], seconds: float) -> dict[str, object]:
         "kernel_ms_per_step": 1e3 * (after.ru_stime - before.ru_stime) / steps,
         "user_ms_per_step": 1e3 * (after.ru_utime - before.ru_utime) / steps,
         "jax": jax.__version__,
+        "malloc_active": _malloc.active(),
     }
 
 
@@ -177,6 +184,9 @@ def measure_ab(texts: list[str], seconds: float) -> list[float]:
 def run_one(setting: dict[str, object], seconds: float) -> dict[str, object]:
     """Measure `setting` in a fresh process."""
     env = dict(os.environ)
+    if setting["malloc"] == "system":
+        env["CNNJAX_MALLOC"] = "system"
+        env.pop("LD_PRELOAD", None)
     if setting["xla"]:
         env["XLA_FLAGS"] = (
             env.get("XLA_FLAGS", "") + " " + " ".join(str(setting["xla"]).split(";"))
@@ -226,6 +236,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker is not None:
         setting = parse(args.worker)
+        if setting["malloc"] == "tcmalloc":
+            import cnnjax
+
+            cnnjax.restart_with_tcmalloc()  # as the `cnnjax` command does: this worker again
         setting["xla"] = args.xla
         print(json.dumps(measure(setting, args.seconds)))
         return
@@ -238,18 +252,18 @@ def main() -> None:
     texts = [args.one] if args.one else (args.grid if args.grid else GRID)
     print(
         "| setting | images/s | minor page faults / step | kernel CPU ms / step "
-        "| user CPU ms / step |\n|---|---:|---:|---:|---:|",
+        "| user CPU ms / step | malloc |\n|---|---:|---:|---:|---:|---|",
         flush=True,
     )
     for text in texts:
         r = run_one(parse(text), args.seconds)
         if not r["images_per_s"]:
-            print(f"| {text or 'default'} | failed: {r.get('error')} | | | |", flush=True)
+            print(f"| {text or 'default'} | failed: {r.get('error')} | | | | |", flush=True)
             continue
         print(
             f"| {text or 'default'} | {r['images_per_s']:,.0f} | "
             f"{r['minor_faults_per_step']:,.0f} | {r['kernel_ms_per_step']:.1f} | "
-            f"{r['user_ms_per_step']:.1f} |",
+            f"{r['user_ms_per_step']:.1f} | {r['malloc_active']} |",
             flush=True,
         )
 

@@ -13,4 +13,5 @@ cnnjax.configure_xla()  # before anything imports JAX
 from cnnjax.cli import main  # noqa: E402
 
 if __name__ == "__main__":
+    cnnjax.restart_with_tcmalloc()  # where installed: the same run, faster (cnnjax/_malloc.py)
     sys.exit(main(["experiment", "pooling_information", *sys.argv[1:]]))

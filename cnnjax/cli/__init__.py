@@ -2,7 +2,8 @@
 
 Subcommands import JAX lazily (inside the function that runs them), so `cnnjax summary` stays
 instant. `main` is the one place that turns a `CnnjaxError` into `error: ...` and exit status 2,
-and it sets cnnjax's XLA flags before anything can import JAX.
+and it sets cnnjax's XLA flags before anything can import JAX. `run` is the installed
+command's entry point: it first restarts a training subcommand under tcmalloc (`cnnjax._malloc`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from cnnjax import _xla_flags
+from cnnjax import _malloc, _xla_flags
 from cnnjax.cli import (
     data,
     demo,
@@ -29,10 +30,13 @@ from cnnjax.cli import (
 from cnnjax.cli.helpers import UserError
 from cnnjax.errors import CnnjaxError
 
-__all__ = ["UserError", "build_parser", "main"]
+__all__ = ["UserError", "build_parser", "main", "run"]
 
 # In the order `cnnjax --help` lists them.
 SUBCOMMANDS = (summary, zoo, spec, demo, data, train, evaluate, inspect, experiment)
+# The subcommands that run JAX programs: `run` restarts them under tcmalloc where installed
+# (1.0-1.3x faster training steps, cnnjax/_malloc.py); the instant ones are not restarted.
+RUNS_JAX = frozenset({"demo", "train", "evaluate", "inspect", "experiment"})
 
 
 class _Parser(argparse.ArgumentParser):
@@ -53,6 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
     for module in SUBCOMMANDS:
         module.register(sub)
     return parser
+
+
+def run() -> int:
+    """The `cnnjax` command (and `python -m cnnjax.cli`): `main()` on the process's arguments,
+    after restarting a subcommand that runs JAX under tcmalloc where it is installed."""
+    if sys.argv[1:2] and sys.argv[1] in RUNS_JAX:
+        _malloc.restart_with_tcmalloc()
+    return main()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,6 +2,6 @@
 
 import sys
 
-from cnnjax.cli import main
+from cnnjax.cli import run
 
-sys.exit(main())
+sys.exit(run())
