@@ -3,10 +3,12 @@ beside what its arithmetic needs at the machine's matmul speed.
 
     python benchmarks/conv_ops.py               # the experiments' conv shapes, markdown table
     python benchmarks/conv_ops.py --small       # the 28x28 networks' shapes only
+    python benchmarks/conv_ops.py --dtype bfloat16   # the same in bf16 (and a bf16 matmul)
 
 Each part is its own jitted function (lax.conv_general_dilated and its VJP, 3x3 kernels,
 VALID, NHWC), timed as the median of 20 calls after a warm-up; the peak is a jitted 2048x2048
-float32 matmul timed the same way. "share of peak" is the part's FLOPs (2 x MACs) in that time
+float32 matmul timed the same way (with --dtype bfloat16 the bf16 matmul is printed beside it,
+and the shares stay against the float32 peak). "share of peak" is the part's FLOPs (2 x MACs) in that time
 over the peak: how far XLA:CPU's convolution is from the machine's arithmetic limit.
 """
 
@@ -31,6 +33,7 @@ SHAPES = [
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--small", action="store_true", help="skip the 224x224 shapes")
+    parser.add_argument("--dtype", default="float32", help="float32 (default) or bfloat16")
     args = parser.parse_args()
 
     import cnnjax
@@ -49,9 +52,14 @@ def main() -> None:
             ts.append(time.perf_counter() - t0)
         return float(np.median(ts))
 
+    dtype = jnp.dtype(args.dtype)
     a = jnp.ones((2048, 2048), jnp.float32)
     peak = 2 * 2048**3 / timed(jax.jit(lambda a: a @ a), a)
-    print(f"matmul peak: {peak / 1e9:,.0f} GFLOP/s\n")
+    print(f"matmul peak: {peak / 1e9:,.0f} GFLOP/s")
+    if dtype != jnp.float32:
+        own = 2 * 2048**3 / timed(jax.jit(lambda a: a @ a), a.astype(dtype))
+        print(f"{dtype.name} matmul: {own / 1e9:,.0f} GFLOP/s")
+    print()
     print(
         "| input | filters | MFLOP | forward ms | input gradient ms | kernel gradient ms "
         "| share of peak (fwd / dx / dw) |\n|---|--:|--:|--:|--:|--:|--:|"
@@ -66,8 +74,8 @@ def main() -> None:
     for shape, f in SHAPES:
         if args.small and shape[1] > 100:
             continue
-        x = jnp.asarray(rng.random(shape, np.float32))
-        k = jnp.asarray(rng.random((3, 3, shape[-1], f), np.float32))
+        x = jnp.asarray(rng.random(shape, np.float32), dtype)
+        k = jnp.asarray(rng.random((3, 3, shape[-1], f), np.float32), dtype)
         g = conv(x, k)
         flop = 2 * g.size * 9 * shape[-1]
         ms = [
