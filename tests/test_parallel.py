@@ -112,9 +112,10 @@ def test_data_parallel_step_splits_the_batch_and_all_reduces():
     model, tx = as_model(SPEC), make_optimizer()
     job = Job(
         model, tx, make_train_step(model, tx), make_eval_step(model),
-        np.arange(1, dtype=np.uint32), synthetic(64), None, 1000,
+        np.arange(1, dtype=np.uint32), synthetic(64), synthetic(20), 1000,
     )  # fmt: skip
     prog = DataParallelStrategy(layout, job)
+    assert prog.eval_batch_size == 24, "20 images: one eval batch of 24 (8 devices), not 1,000"
     plan = prog.put_plan(np.zeros((1, 2, 32), np.int32))
     hlo = (
         prog.run_batch_jit.lower(prog.state, prog.train_data, plan, np.int32(0)).compile().as_text()

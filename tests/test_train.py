@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -48,6 +49,24 @@ def test_one_epoch_learns():
     metrics = evaluate(SPEC, result.variables(), test)
     assert metrics["accuracy"] == pytest.approx(last["val_accuracy"])
     assert metrics["examples"] == 192
+
+
+def test_eval_batches_never_exceed_the_dataset():
+    """A set smaller than the eval batch is one batch of its own size, not a padded 1,000."""
+    from cnnjax.data import DeviceDataset
+    from cnnjax.train.evaluation import eval_sums
+
+    seen: list[tuple[int, ...]] = []
+
+    def eval_fn(params, batch_stats, images, labels, mask):
+        seen.append(images.shape)
+        return jnp.stack([jnp.sum(mask), jnp.sum(mask), jnp.sum(mask)]).astype(jnp.float32)
+
+    sums = eval_sums(eval_fn, {}, {}, DeviceDataset.put(synthetic(50)), 1000)
+    assert seen == [(50, 12, 12, 1)] and sums[2] == 50
+    seen.clear()
+    sums = eval_sums(eval_fn, {}, {}, DeviceDataset.put(synthetic(50)), 16)
+    assert seen == [(16, 12, 12, 1)] * 4 and sums[2] == 50  # 16 + 16 + 16 + 2 unmasked
 
 
 def test_same_seed_gives_bit_identical_parameters_and_metrics():

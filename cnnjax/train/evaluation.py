@@ -27,7 +27,12 @@ def eval_sums(
     data: DeviceDataset,
     batch: int,
 ) -> np.ndarray:
-    """[loss sum, correct, count] over `data` in batches of `batch` (the last one masked)."""
+    """[loss sum, correct, count] over `data` in batches of `batch` (the last one masked).
+
+    A batch never exceeds the dataset: a 500-image set is one batch of 500, not 1,000 with
+    half of them padding (the 224x224 networks evaluated twice the images they had).
+    """
+    batch = min(batch, len(data))
     idx, mask = batch_indices(
         len(data), batch, seed=0, epoch=0, shuffle=False, drop_remainder=False
     )

@@ -50,7 +50,7 @@ class FitConfig:
     seeds: int = 1
     checkpoint_every: int = 0  # steps; 0: at epoch ends only
     keep_checkpoints: int = 3
-    eval_batch_size: int = 1000
+    eval_batch_size: int = 1000  # at most the validation set's size (rounded up to the devices)
     pool_impl: str = "auto"
     conv_impl: str = "auto"  # cnnjax.models.CONV_IMPLS; auto: the fastest per backend
     norm_impl: str = "auto"  # cnnjax.models.NORM_IMPLS: batch norm's path

@@ -247,8 +247,12 @@ class DataParallelStrategy(_OneState):
         self.val_data = (
             DeviceDataset.put(job.validation, sharding=repl) if job.validation is not None else None
         )
-        # eval pads its last batch anyway: round its size up to split evenly over the devices
-        self.eval_batch_size = -(-job.eval_batch_size // layout.size) * layout.size
+        # eval pads its last batch anyway: round its size up to split evenly over the devices,
+        # from at most the validation set's size (no batch of mostly padding)
+        wanted = job.eval_batch_size
+        if job.validation is not None:
+            wanted = min(wanted, len(job.validation))
+        self.eval_batch_size = -(-wanted // layout.size) * layout.size
         batch_axis = 1 if self.k > 1 else 0  # images [k, batch, ...] or [batch, ...]
         self.plan_axis = batch_axis + 1  # plans [k, steps, batch] or [steps, batch]
         self.run_batch_jit = jax.jit(
