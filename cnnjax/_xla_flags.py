@@ -24,6 +24,8 @@ import sys
 
 FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=",)
 MIN_JAXLIB = (0, 10)  # the flag exists from here on; older jaxlibs abort on unknown flags
+CPU_DEVICES_FLAG = "--xla_force_host_platform_device_count"
+CPU_DEVICES_VARIABLE = "CNNJAX_CPU_DEVICES"  # a count the command's split uses (1: no split)
 
 
 def _jaxlib_version() -> tuple[int, ...]:
@@ -38,12 +40,44 @@ def _jaxlib_version() -> tuple[int, ...]:
     return tuple(parts)
 
 
-def apply() -> None:
-    """Append cnnjax's XLA:CPU flags to XLA_FLAGS unless the user set them or opted out."""
-    if os.environ.get("CNNJAX_KEEP_XLA_FLAGS") == "1" or _jaxlib_version() < MIN_JAXLIB:
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def cpu_devices_wanted(cpu_devices: int | str | None) -> int | None:
+    """The CPU device count for `apply`: an int as given; "cores": CNNJAX_CPU_DEVICES when
+    set, else one device per usable core; None: no split."""
+    if cpu_devices != "cores":
+        return None if cpu_devices is None else int(cpu_devices)
+    value = os.environ.get(CPU_DEVICES_VARIABLE, "").strip()
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"{CPU_DEVICES_VARIABLE} must be a positive count, got {value!r}")
+        return int(value)
+    return usable_cores()
+
+
+def apply(cpu_devices: int | str | None = None) -> None:
+    """Append cnnjax's XLA:CPU flags to XLA_FLAGS unless the user set them or opted out.
+
+    `cpu_devices` (an int, or "cores") also splits the host into that many JAX CPU devices,
+    unless XLA_FLAGS or JAX_NUM_CPU_DEVICES already chose a count: `fit` then trains k seeds
+    side by side on them (cnnjax/train/strategies.py, `SeedDevices`).
+    """
+    if os.environ.get("CNNJAX_KEEP_XLA_FLAGS") == "1":
         return
     current = os.environ.get("XLA_FLAGS", "")
-    extra = [f for f in FLAGS if f.split("=")[0] not in current]
+    extra = []
+    if _jaxlib_version() >= MIN_JAXLIB:
+        extra = [f for f in FLAGS if f.split("=")[0] not in current]
+    count = cpu_devices_wanted(cpu_devices)
+    chosen = CPU_DEVICES_FLAG in current or os.environ.get("JAX_NUM_CPU_DEVICES")
+    if count is not None and count > 1 and not chosen:
+        extra.append(f"{CPU_DEVICES_FLAG}={count}")
     if extra:
         os.environ["XLA_FLAGS"] = " ".join([current, *extra]).strip()
 

@@ -11,8 +11,9 @@ Which devices (`data_parallel`): a list of devices (or a Mesh) means those, "all
 device of every process, N means N devices (N / process_count from each process), 1 the
 single-device program unchanged, and ``None`` (automatic) every device of every process, except
 in a lone CPU process, where it means one device. Several CPU devices in one process exist only
-when forced (``--xla_force_host_platform_device_count``, ``jax_num_cpu_devices``): they split
-the same cores, so a split batch only adds all-reduces. Measured with jaxlib 0.10.2 on 2 cores,
+when forced (``--xla_force_host_platform_device_count``, ``jax_num_cpu_devices``, or the
+``cnnjax`` command's one device per core, which `fit` uses to train k seeds side by side): they
+split the same cores, so a split batch only adds all-reduces. Measured with jaxlib 0.10.2 on 2 cores,
 fashion_cnn, batch 32: ~4,400 images/s on 1 device, ~4,500 on 2, ~2,800 on 8. And XLA:CPU can
 deadlock in an all-reduce when the steps of several devices overlap (8 or 4 fake devices, a few
 hundred steps, reproduced without cnnjax), so on CPU each data-parallel step is waited for

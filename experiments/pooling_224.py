@@ -8,7 +8,7 @@ import sys
 
 import cnnjax
 
-cnnjax.configure_xla()  # before anything imports JAX
+cnnjax.configure_xla(cpu_devices="cores")  # before anything imports JAX; seeds side by side
 
 from cnnjax.cli import main  # noqa: E402
 

@@ -143,3 +143,46 @@ def test_the_command_and_configure_xla_add_the_flags():
     assert _environment_after("import cnnjax; cnnjax.configure_xla()", flags) == expected
     after_main = _environment_after("from cnnjax.cli import main; main(['zoo'])", flags)
     assert after_main == expected
+
+
+def test_the_command_splits_the_cpu_into_a_device_per_core(monkeypatch, capsys):
+    """`cnnjax` adds a CPU device count (one per core, or CNNJAX_CPU_DEVICES) unless one was
+    chosen; `import cnnjax` and a plain `configure_xla()` do not; a bad count is one error."""
+    for name in ("XLA_FLAGS", "CNNJAX_CPU_DEVICES", "JAX_NUM_CPU_DEVICES", "CNNJAX_KEEP_XLA_FLAGS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(_xla_flags, "usable_cores", lambda: 4)
+    count = _xla_flags.CPU_DEVICES_FLAG
+    _xla_flags.apply()
+    assert count not in os.environ.get("XLA_FLAGS", "")
+    _xla_flags.apply("cores")
+    assert f"{count}=4" in os.environ["XLA_FLAGS"].split()
+    monkeypatch.setenv("XLA_FLAGS", f"{count}=8")
+    _xla_flags.apply("cores")
+    assert os.environ["XLA_FLAGS"].count(count) == 1  # the user's count stays
+    monkeypatch.delenv("XLA_FLAGS")
+    monkeypatch.setenv("JAX_NUM_CPU_DEVICES", "2")
+    _xla_flags.apply("cores")
+    assert count not in os.environ["XLA_FLAGS"]
+    monkeypatch.delenv("JAX_NUM_CPU_DEVICES")
+    for value, want in (("1", None), ("3", f"{count}=3")):
+        monkeypatch.delenv("XLA_FLAGS", raising=False)
+        monkeypatch.setenv("CNNJAX_CPU_DEVICES", value)
+        _xla_flags.apply("cores")
+        flags = os.environ.get("XLA_FLAGS", "").split()
+        assert (want in flags) if want else not any(f.startswith(count) for f in flags)
+    monkeypatch.setenv("CNNJAX_CPU_DEVICES", "two")
+    assert main(["zoo"]) == 2
+    assert (
+        "error: CNNJAX_CPU_DEVICES must be a positive count, got 'two'" in capsys.readouterr().err
+    )
+
+
+def test_the_command_runs_on_the_split_cpu():
+    """In a fresh process the command's JAX sees the devices it asked for."""
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "CNNJAX_KEEP_XLA_FLAGS")}
+    env["CNNJAX_CPU_DEVICES"] = "3"
+    code = "from cnnjax.cli import main; main(['zoo']); import jax; print(jax.device_count())"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert out.stdout.strip().splitlines()[-1] == "3"

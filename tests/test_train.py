@@ -7,11 +7,15 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
+from cnnjax import zoo
 from cnnjax.data import ArrayDataset
 from cnnjax.grammar import from_text
-from cnnjax.train import FitConfig, TrainingError, evaluate, fit, load_run, mean_std_ci
+from cnnjax.train import FitConfig, TrainingError, evaluate, fit, load_run, mean_std_ci, strategies
+from cnnjax.train.model import as_model
+from cnnjax.train.steps import make_eval_step, make_train_step
 
 SPEC = from_text("in12x12x1-conv4x3-pool2-flatten-dense8-dense3")
 
@@ -80,10 +84,11 @@ def test_same_seed_gives_bit_identical_parameters_and_metrics():
     assert not np.array_equal(leaves(a.state.params)[0], leaves(c.state.params)[0])
 
 
-@pytest.mark.parametrize("mode", ["vmap", "loop"])
+@pytest.mark.parametrize("mode", ["vmap", "loop", "devices"])
 def test_k_seeds_together_equal_separate_runs(mode):
-    """k seeds in one fit (vmapped in one program, or looped: the CPU default) end where k
-    separate runs end."""
+    """k seeds in one fit (vmapped in one program, looped on one device, or side by side on
+    the CPU's devices: the default where it has several) end where k separate runs end;
+    looped or side by side, bit for bit."""
     train, test = synthetic(), synthetic(96, seed=1)
     config = FitConfig(epochs=1, batch_size=32, seed=5, seeds=3, seed_mode=mode)
     together = fit(SPEC, train, validation=test, config=config)
@@ -94,10 +99,40 @@ def test_k_seeds_together_equal_separate_runs(mode):
             SPEC, train, validation=test, config=FitConfig(epochs=1, batch_size=32, seed=5 + i)
         )
         for x, y in zip(leaves(together.variables(i)), leaves(alone.variables()), strict=True):
-            np.testing.assert_allclose(x, y, rtol=2e-4, atol=2e-5)
+            if mode == "vmap":
+                np.testing.assert_allclose(x, y, rtol=2e-4, atol=2e-5)
+            else:  # the same program as the separate run's
+                np.testing.assert_array_equal(x, y)
         assert record["val_accuracy"][i] == pytest.approx(
-            alone.history.records[0]["val_accuracy"], abs=1 / 96
+            alone.history.records[0]["val_accuracy"], abs=1 / 96 if mode == "vmap" else 0
         )
+
+
+def test_seeds_go_side_by_side_on_the_cpu_devices_unless_devices_are_chosen():
+    """With several CPU devices (tests run with 8), `auto` puts seed i on device i; a chosen
+    `devices` (or `loop`) keeps the seeds on one device, as does a single seed."""
+    model, tx = as_model(SPEC, None), optax.adam(1e-3)
+    seeds = np.arange(3, dtype=np.uint32)
+    step_fn, eval_fn = make_train_step(model, tx), make_eval_step(model)
+    job = strategies.Job(model, tx, step_fn, eval_fn, seeds, synthetic(), None, 1000)
+    prog = strategies.choose(None, "auto", job)
+    assert isinstance(prog, strategies.SeedDevices)
+    placed = [next(iter(jax.tree_util.tree_leaves(s.params)[0].devices())) for s in prog.state]
+    assert placed == jax.local_devices()[:3]
+    stacked = prog.stacked(prog.state)  # one form for checkpoints and callbacks, and back
+    assert jax.tree_util.tree_leaves(stacked.params)[0].shape[0] == 3
+    back = prog.unstacked(stacked)
+    assert [next(iter(jax.tree_util.tree_leaves(s.params)[0].devices())) for s in back] == placed
+    assert type(strategies.choose(None, "loop", job)) is strategies.SeedLoop
+    assert type(strategies.choose(None, "auto", job, spread=False)) is strategies.SeedLoop
+    assert strategies.seed_devices(1) == []
+    assert strategies.spreads_seeds("auto", False, model, 32)
+    assert not strategies.spreads_seeds("auto", True, model, 32)  # FitConfig.devices set
+    assert not strategies.spreads_seeds("loop", False, model, 32)
+    large = as_model(zoo.pool224(), None)  # 98 MiB of activations per batch of 32
+    assert not strategies.spreads_seeds("auto", False, large, 32)
+    assert strategies.spreads_seeds("auto", False, large, 8)
+    assert strategies.spreads_seeds("devices", False, large, 32)
 
 
 def test_mean_std_ci():

@@ -69,7 +69,11 @@ def run() -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `cnnjax ARGV`; return the exit status (2 for a bad input, with one `error:` line)."""
-    _xla_flags.apply()  # before JAX creates its CPU client
+    try:
+        _xla_flags.apply("cores")  # before JAX creates its CPU client: seeds side by side
+    except ValueError as err:  # a bad CNNJAX_CPU_DEVICES
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     warnings.formatwarning = _one_line_warning
     parser = build_parser()
     try:

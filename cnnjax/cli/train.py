@@ -160,9 +160,10 @@ def register(sub: Any) -> None:
     p.add_argument("--seeds", type=positive_int, default=1, help="train k independent seeds")
     p.add_argument(
         "--seed-mode",
-        choices=("auto", "vmap", "loop"),
+        choices=("auto", "vmap", "loop", "devices"),
         default="auto",
-        help="k seeds in one vmapped program or a step per seed (auto: loop on one CPU device)",
+        help="k seeds in one vmapped program, a step per seed on one device, or side by side "
+        "on the CPU's devices (auto: devices on CPU, vmap elsewhere)",
     )
     p.add_argument("--out", help="run directory (default runs/MODEL-DATASET-TIME)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")

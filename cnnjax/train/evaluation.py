@@ -32,6 +32,17 @@ def eval_sums(
     A batch never exceeds the dataset: a 500-image set is one batch of 500, not 1,000 with
     half of them padding (the 224x224 networks evaluated twice the images they had).
     """
+    return np.asarray(eval_sums_async(eval_fn, params, batch_stats, data, batch))
+
+
+def eval_sums_async(
+    eval_fn: Callable[..., jax.Array],
+    params: Any,
+    batch_stats: Any,
+    data: DeviceDataset,
+    batch: int,
+) -> jax.Array:
+    """`eval_sums` still on the device, not waited for (several seeds evaluate at once)."""
     batch = min(batch, len(data))
     idx, mask = batch_indices(
         len(data), batch, seed=0, epoch=0, shuffle=False, drop_remainder=False
@@ -41,7 +52,8 @@ def eval_sums(
         images, labels = data.gather(jnp.asarray(idx[b]))
         sums = eval_fn(params, batch_stats, images, labels, jnp.asarray(mask[b]))
         total = sums if total is None else total + sums
-    return np.asarray(total)
+    assert total is not None  # batch_indices gives at least one batch
+    return total
 
 
 def metrics_from_sums(sums: np.ndarray) -> tuple[Any, Any]:

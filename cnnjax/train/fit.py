@@ -54,8 +54,9 @@ class FitConfig:
     pool_impl: str = "auto"
     conv_impl: str = "auto"  # cnnjax.models.CONV_IMPLS; auto: the fastest per backend
     norm_impl: str = "auto"  # cnnjax.models.NORM_IMPLS: batch norm's path
-    seed_mode: str = "auto"  # k seeds: "vmap" (one program), "loop" (a step per seed); auto:
-    # loop on a lone CPU device, where it is faster, vmap elsewhere
+    seed_mode: str = "auto"  # k seeds: "vmap" (one program), "loop" (a step per seed on one
+    # device), "devices" (side by side on several CPU devices, else loop); auto: devices on a
+    # CPU split into several, loop on one CPU device, vmap elsewhere
     dtype: str = "float32"
     devices: int | str | Sequence[Any] | None = None  # data parallel over N devices, "all",
     # or a list of devices (or a Mesh); None: automatic (cnnjax.parallel)
@@ -147,7 +148,8 @@ def fit(
         val_ds,
         cfg.eval_batch_size,
     )
-    prog = strategies.choose(layout, cfg.seed_mode, job)
+    spread = strategies.spreads_seeds(cfg.seed_mode, cfg.devices is not None, m, cfg.batch_size)
+    prog = strategies.choose(layout, cfg.seed_mode, job, spread=spread)
     steps_per_epoch = num_batches(len(train_ds), cfg.batch_size)
     run = rundir.RunFiles.none()
     state = prog.state
@@ -190,8 +192,8 @@ def _check_config(cfg: FitConfig) -> None:
     for name in ("epochs", "batch_size", "seeds", "eval_batch_size"):
         if getattr(cfg, name) < 1:
             raise TrainingError(f"FitConfig.{name} must be positive, got {getattr(cfg, name)}")
-    if cfg.seed_mode not in ("auto", "vmap", "loop"):
-        raise TrainingError(f"seed_mode must be auto, vmap or loop, got {cfg.seed_mode!r}")
+    if cfg.seed_mode not in ("auto", "vmap", "loop", "devices"):
+        raise TrainingError(f"seed_mode must be auto, vmap, loop or devices, got {cfg.seed_mode!r}")
     if cfg.dtype not in ("float32", "bfloat16"):
         raise TrainingError(f"dtype must be float32 or bfloat16, got {cfg.dtype!r}")
 
@@ -235,6 +237,8 @@ def _read_inputs(
             f"batch size {cfg.batch_size} exceeds the {len(train_ds)} training examples"
         )
     data_bytes = sum(ds.images.nbytes for ds in (train_ds, val_ds) if ds is not None)
+    if strategies.spreads_seeds(cfg.seed_mode, cfg.devices is not None, m, cfg.batch_size):
+        data_bytes *= max(1, len(strategies.seed_devices(cfg.seeds)))  # a copy per device
     memory.check_fits(m, cfg.batch_size, cfg.seeds, data_bytes)
     return m, train_ds, val_ds
 

@@ -18,10 +18,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from cnnjax.analysis import analyze
 from cnnjax.data import ArrayDataset, batch_indices
 from cnnjax.data.device import DeviceDataset
 from cnnjax.parallel import DataParallel
-from cnnjax.train.evaluation import eval_sums
+from cnnjax.train.evaluation import eval_sums_async
 from cnnjax.train.model import Model
 from cnnjax.train.steps import TrainState, create_train_state
 
@@ -112,6 +113,11 @@ def _batch_step(
     return run_batch
 
 
+def _on(device: Any) -> jax.sharding.Sharding | None:
+    """A sharding that commits to `device` (None: leave it to the default device)."""
+    return None if device is None else jax.sharding.SingleDeviceSharding(device)
+
+
 def _zero_sums(state: TrainState) -> TrainState:
     """The state with its running [loss sum, correct, count] set to zero (a new epoch)."""
     return state._replace(sums=jnp.zeros_like(state.sums))
@@ -142,19 +148,41 @@ class _OnDefaultDevice:
     and the compiled eval function."""
 
     def __init__(
-        self, job: Job, step_fn: Callable[..., TrainState], eval_fn: Callable[..., jax.Array]
+        self,
+        job: Job,
+        step_fn: Callable[..., TrainState],
+        eval_fn: Callable[..., jax.Array],
+        devices: list[Any] | None = None,
     ):
         self.k, self.eval_batch_size = len(job.seeds), job.eval_batch_size
-        self.train_data = DeviceDataset.put(job.train)
-        self.val_data = DeviceDataset.put(job.validation) if job.validation is not None else None
+        self.devices = devices or [None]  # None: the default device, uncommitted
+        self.train_copies = [DeviceDataset.put(job.train, sharding=_on(d)) for d in self.devices]
+        self.val_copies = (
+            [DeviceDataset.put(job.validation, sharding=_on(d)) for d in self.devices]
+            if job.validation is not None
+            else None
+        )
+        self.train_data = self.train_copies[0]
+        self.val_data = self.val_copies[0] if self.val_copies is not None else None
         self.run_batch_jit = jax.jit(_batch_step(step_fn), donate_argnums=0)
         self.eval_jit = jax.jit(eval_fn)
 
-    def _eval_state(self, state: TrainState) -> np.ndarray:
-        assert self.val_data is not None
-        return eval_sums(
-            self.eval_jit, state.params, state.batch_stats, self.val_data, self.eval_batch_size
+    def _device(self, i: int) -> Any:
+        """The device of seed `i` (None: the default device)."""
+        return self.devices[i % len(self.devices)]
+
+    def _eval_state_async(self, state: TrainState, i: int = 0) -> jax.Array:
+        assert self.val_copies is not None
+        return eval_sums_async(
+            self.eval_jit,
+            state.params,
+            state.batch_stats,
+            self.val_copies[i % len(self.devices)],
+            self.eval_batch_size,
         )
+
+    def _eval_state(self, state: TrainState) -> np.ndarray:
+        return np.asarray(self._eval_state_async(state))
 
 
 class SingleDevice(_OnDefaultDevice, _OneState):
@@ -202,9 +230,10 @@ class SeedLoop(_OnDefaultDevice):
         return tuple(jnp.asarray(p) for p in plans)
 
     def run_batch(self, state: Any, plan: Any, b: int) -> Any:
-        i = jnp.int32(b)
+        i, n = np.int32(b), len(self.train_copies)  # host scalar: no copy between devices
         return tuple(
-            self.run_batch_jit(s, self.train_data, p, i) for s, p in zip(state, plan, strict=True)
+            self.run_batch_jit(s, self.train_copies[j % n], p, i)
+            for j, (s, p) in enumerate(zip(state, plan, strict=True))
         )
 
     def eval_sums(self, state: Any) -> np.ndarray:
@@ -227,6 +256,47 @@ class SeedLoop(_OnDefaultDevice):
 
     def each(self, state: Any, fn: Callable[[TrainState], TrainState]) -> Any:
         return tuple(fn(s) for s in state)
+
+
+class SeedDevices(SeedLoop):
+    """k seeds side by side on several CPU devices of one host: seed i on device i mod n.
+
+    XLA:CPU splits each operation of a small network over every core, which keeps 2 cores
+    only partly busy; the steps of seeds on different devices run at the same time and fill
+    them. Three seeds of fashion_cnn on the two CPU devices of a 2-core machine trained at
+    1.22x the images/s of the loop on one, resnet_small at 1.16x (`benchmarks/seed_devices.py`,
+    docs/performance.md "Seeds side by side on CPU devices"). Each device
+    holds its own copy of the data; a seed runs the same program as alone on one device, so
+    its results are those of a separate run.
+    """
+
+    def __init__(self, job: Job, devices: list[Any]):
+        _OnDefaultDevice.__init__(self, job, job.step_fn, job.eval_fn, devices=devices)
+        init = jax.jit(job.init_fn())
+        self.state = tuple(
+            jax.device_put(init(s), self._device(i)) for i, s in enumerate(job.seeds)
+        )
+
+    def put_plan(self, plans: np.ndarray) -> tuple[jax.Array, ...]:
+        return tuple(jax.device_put(p, self._device(i)) for i, p in enumerate(plans))
+
+    def eval_sums(self, state: Any) -> np.ndarray:
+        pending = [self._eval_state_async(s, i) for i, s in enumerate(state)]  # all at once
+        return np.stack([np.asarray(t) for t in pending])
+
+    def stacked(self, state: Any) -> TrainState:
+        first = self.devices[0]
+        return jax.tree_util.tree_map(
+            lambda *a: jnp.stack([jax.device_put(x, first) for x in a]), *state
+        )
+
+    def unstacked(self, state: TrainState) -> tuple[TrainState, ...]:
+        return tuple(
+            jax.device_put(s, self._device(i)) for i, s in enumerate(super().unstacked(state))
+        )
+
+    def each(self, state: Any, fn: Callable[[TrainState], TrainState]) -> Any:
+        return tuple(jax.device_put(fn(s), self._device(i)) for i, s in enumerate(state))
 
 
 class DataParallelStrategy(_OneState):
@@ -319,12 +389,56 @@ class DataParallelStrategy(_OneState):
         return self.reset_jit(state)
 
 
-def choose(layout: DataParallel | None, seed_mode: str, job: Job) -> Strategy:
-    """The strategy for a layout and seed mode: data parallel on a mesh; else k seeds looped
-    (``seed_mode="loop"``, or "auto" on a CPU backend) or vmapped on one device."""
+def seed_devices(k: int) -> list[Any]:
+    """The CPU devices k looped seeds spread over: this process's first min(k, n) of them, when
+    it is a lone process on a CPU backend with several (a CPU is split into several devices by
+    `cnnjax.configure_xla(cpu_devices=...)`, as the `cnnjax` command does); else none."""
+    if k < 2 or jax.default_backend() != "cpu" or jax.process_count() != 1:
+        return []
+    devices = jax.local_devices()
+    return list(devices[: min(k, len(devices))]) if len(devices) > 1 else []
+
+
+# Side by side, each seed's step keeps its own activations in memory at the same time. Up to
+# resnet_small's 23 MiB per batch of 32 the seeds gained 1.1-1.25x per epoch; the 224x224
+# networks (98 and 235 MiB) trained 3-6% slower per epoch and the experiments' peak memory went
+# from 6.8 to 15.2 GB (docs/performance.md, "Seeds side by side on CPU devices").
+SPREAD_MAX_ACTIVATION_BYTES = 64 * 2**20
+
+
+def spreads_seeds(
+    seed_mode: str, devices_chosen: bool, model: Model | None = None, batch_size: int = 0
+) -> bool:
+    """Whether k seeds may go side by side on CPU devices: asked for (``"devices"``), or
+    ``"auto"`` while the user left the devices to cnnjax (``FitConfig.devices`` None) and one
+    batch's activations (a cnnjax spec's analytic count; unknown for other modules) stay
+    within `SPREAD_MAX_ACTIVATION_BYTES`."""
+    if seed_mode == "devices":
+        return True
+    if seed_mode != "auto" or devices_chosen:
+        return False
+    if model is None or model.spec is None:
+        return True
+    values = sum(r.values for r in analyze(model.spec).layers)
+    return values * batch_size * 4 <= SPREAD_MAX_ACTIVATION_BYTES
+
+
+def choose(
+    layout: DataParallel | None, seed_mode: str, job: Job, spread: bool | None = None
+) -> Strategy:
+    """The strategy for a layout and seed mode: data parallel on a mesh; else k seeds side by
+    side on several CPU devices (where the CPU is split into several and `spread`, by default
+    ``seed_mode in ("auto", "devices")``, allows), looped on one (``"loop"``, or "auto" on one
+    CPU device) or vmapped on one device."""
     if layout is not None:
         return DataParallelStrategy(layout, job)
-    loop = len(job.seeds) > 1 and (
-        seed_mode == "loop" or (seed_mode == "auto" and jax.default_backend() == "cpu")
-    )
+    k = len(job.seeds)
+    cpu = jax.default_backend() == "cpu"
+    if spread is None:
+        spread = seed_mode in ("auto", "devices")
+    if k > 1 and spread:
+        devices = seed_devices(k)
+        if devices:
+            return SeedDevices(job, devices)
+    loop = k > 1 and (seed_mode in ("loop", "devices") or (seed_mode == "auto" and cpu))
     return SeedLoop(job) if loop else SingleDevice(job)
