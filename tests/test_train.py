@@ -84,28 +84,30 @@ def test_same_seed_gives_bit_identical_parameters_and_metrics():
     assert not np.array_equal(leaves(a.state.params)[0], leaves(c.state.params)[0])
 
 
-@pytest.mark.parametrize("mode", ["vmap", "loop", "devices"])
-def test_k_seeds_together_equal_separate_runs(mode):
+def test_k_seeds_together_equal_separate_runs():
     """k seeds in one fit (vmapped in one program, looped on one device, or side by side on
     the CPU's devices: the default where it has several) end where k separate runs end;
     looped or side by side, bit for bit."""
     train, test = synthetic(), synthetic(96, seed=1)
-    config = FitConfig(epochs=1, batch_size=32, seed=5, seeds=3, seed_mode=mode)
-    together = fit(SPEC, train, validation=test, config=config)
-    record = together.history.records[0]
-    assert len(record["val_accuracy"]) == 3
-    for i in range(3):
-        alone = fit(
-            SPEC, train, validation=test, config=FitConfig(epochs=1, batch_size=32, seed=5 + i)
-        )
-        for x, y in zip(leaves(together.variables(i)), leaves(alone.variables()), strict=True):
-            if mode == "vmap":
-                np.testing.assert_allclose(x, y, rtol=2e-4, atol=2e-5)
-            else:  # the same program as the separate run's
-                np.testing.assert_array_equal(x, y)
-        assert record["val_accuracy"][i] == pytest.approx(
-            alone.history.records[0]["val_accuracy"], abs=1 / 96 if mode == "vmap" else 0
-        )
+    alone = [
+        fit(SPEC, train, validation=test, config=FitConfig(epochs=1, batch_size=32, seed=5 + i))
+        for i in range(3)
+    ]
+    for mode in ("vmap", "loop", "devices"):
+        config = FitConfig(epochs=1, batch_size=32, seed=5, seeds=3, seed_mode=mode)
+        together = fit(SPEC, train, validation=test, config=config)
+        record = together.history.records[0]
+        assert len(record["val_accuracy"]) == 3
+        for i, one in enumerate(alone):
+            pairs = zip(leaves(together.variables(i)), leaves(one.variables()), strict=True)
+            for x, y in pairs:
+                if mode == "vmap":
+                    np.testing.assert_allclose(x, y, rtol=2e-4, atol=2e-5)
+                else:  # the same program as the separate run's
+                    np.testing.assert_array_equal(x, y)
+            assert record["val_accuracy"][i] == pytest.approx(
+                one.history.records[0]["val_accuracy"], abs=1 / 96 if mode == "vmap" else 0
+            )
 
 
 def test_seeds_go_side_by_side_on_the_cpu_devices_unless_devices_are_chosen():
