@@ -16,6 +16,7 @@ from cnnjax.grammar import from_text
 from cnnjax.train import FitConfig, TrainingError, evaluate, fit, load_run, mean_std_ci, strategies
 from cnnjax.train.model import as_model
 from cnnjax.train.steps import make_eval_step, make_train_step
+from tests.flax_models import CNN
 
 SPEC = from_text("in12x12x1-conv4x3-pool2-flatten-dense8-dense3")
 
@@ -135,6 +136,9 @@ def test_seeds_go_side_by_side_on_the_cpu_devices_unless_devices_are_chosen():
     assert not strategies.spreads_seeds("auto", False, large, 32)
     assert strategies.spreads_seeds("auto", False, large, 8)
     assert strategies.spreads_seeds("devices", False, large, 32)
+    own = as_model(CNN(), (28, 28, 1))  # a Flax module: activations not counted, so asked only
+    assert not strategies.spreads_seeds("auto", False, own, 32)
+    assert strategies.spreads_seeds("devices", False, own, 32)
 
 
 def test_mean_std_ci():

@@ -411,14 +411,13 @@ def spreads_seeds(
 ) -> bool:
     """Whether k seeds may go side by side on CPU devices: asked for (``"devices"``), or
     ``"auto"`` while the user left the devices to cnnjax (``FitConfig.devices`` None) and one
-    batch's activations (a cnnjax spec's analytic count; unknown for other modules) stay
-    within `SPREAD_MAX_ACTIVATION_BYTES`."""
+    batch's activations (a cnnjax spec's analytic count) stay within
+    `SPREAD_MAX_ACTIVATION_BYTES`. A module of one's own, whose activations are not counted,
+    stays in the loop unless asked."""
     if seed_mode == "devices":
         return True
-    if seed_mode != "auto" or devices_chosen:
+    if seed_mode != "auto" or devices_chosen or model is None or model.spec is None:
         return False
-    if model is None or model.spec is None:
-        return True
     values = sum(r.values for r in analyze(model.spec).layers)
     return values * batch_size * 4 <= SPREAD_MAX_ACTIVATION_BYTES
 
