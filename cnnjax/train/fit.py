@@ -135,6 +135,10 @@ def fit(
     cfg = config or FitConfig()
     _check_config(cfg)
     m, train_ds, val_ds = _read_inputs(model, train, validation, cfg, input_shape)
+    spread = strategies.spreads_seeds(cfg.seed_mode, cfg.devices is not None, m, cfg.batch_size)
+    copies = max(1, len(strategies.seed_devices(cfg.seeds))) if spread else 1  # data per device
+    data_bytes = sum(ds.images.nbytes for ds in (train_ds, val_ds) if ds is not None)
+    memory.check_fits(m, cfg.batch_size, cfg.seeds, data_bytes * copies)
     layout = _layout(cfg)
     tx = optimizer or make_optimizer(cfg.optimizer, cfg.learning_rate)
     seeds = np.arange(cfg.seed, cfg.seed + cfg.seeds, dtype=np.uint32)
@@ -148,7 +152,6 @@ def fit(
         val_ds,
         cfg.eval_batch_size,
     )
-    spread = strategies.spreads_seeds(cfg.seed_mode, cfg.devices is not None, m, cfg.batch_size)
     prog = strategies.choose(layout, cfg.seed_mode, job, spread=spread)
     steps_per_epoch = num_batches(len(train_ds), cfg.batch_size)
     run = rundir.RunFiles.none()
@@ -236,10 +239,6 @@ def _read_inputs(
         raise TrainingError(
             f"batch size {cfg.batch_size} exceeds the {len(train_ds)} training examples"
         )
-    data_bytes = sum(ds.images.nbytes for ds in (train_ds, val_ds) if ds is not None)
-    if strategies.spreads_seeds(cfg.seed_mode, cfg.devices is not None, m, cfg.batch_size):
-        data_bytes *= max(1, len(strategies.seed_devices(cfg.seeds)))  # a copy per device
-    memory.check_fits(m, cfg.batch_size, cfg.seeds, data_bytes)
     return m, train_ds, val_ds
 
 
