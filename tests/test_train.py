@@ -113,7 +113,7 @@ def test_k_seeds_together_equal_separate_runs():
 
 def test_seeds_go_side_by_side_on_the_cpu_devices_unless_devices_are_chosen():
     """With several CPU devices (tests run with 8), `auto` puts seed i on device i; a chosen
-    `devices` (or `loop`) keeps the seeds on one device, as does a single seed."""
+    `devices` (or `loop`), a short run or a single seed keeps the seeds on one device."""
     model, tx = as_model(SPEC, None), optax.adam(1e-3)
     seeds = np.arange(3, dtype=np.uint32)
     step_fn, eval_fn = make_train_step(model, tx), make_eval_step(model)
@@ -132,6 +132,9 @@ def test_seeds_go_side_by_side_on_the_cpu_devices_unless_devices_are_chosen():
     assert strategies.spreads_seeds("auto", False, model, 32)
     assert not strategies.spreads_seeds("auto", True, model, 32)  # FitConfig.devices set
     assert not strategies.spreads_seeds("loop", False, model, 32)
+    short = strategies.SPREAD_MIN_STEPS - 1  # compiling on every device would cost more
+    assert not strategies.spreads_seeds("auto", False, model, 32, steps=short)
+    assert strategies.spreads_seeds("devices", False, model, 32, steps=short)
     large = as_model(zoo.pool224(), None)  # 98 MiB of activations per batch of 32
     assert not strategies.spreads_seeds("auto", False, large, 32)
     assert strategies.spreads_seeds("auto", False, large, 8)

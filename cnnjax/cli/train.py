@@ -163,7 +163,8 @@ def register(sub: Any) -> None:
         choices=("auto", "vmap", "loop", "devices"),
         default="auto",
         help="k seeds in one vmapped program, a step per seed on one device, or side by side "
-        "on the CPU's devices (auto: devices on CPU, vmap elsewhere)",
+        "on the CPU's devices (auto: devices on CPU for runs of 500+ steps per seed, else loop; "
+        "vmap elsewhere)",
     )
     p.add_argument("--out", help="run directory (default runs/MODEL-DATASET-TIME)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")

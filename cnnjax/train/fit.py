@@ -56,7 +56,8 @@ class FitConfig:
     norm_impl: str = "auto"  # cnnjax.models.NORM_IMPLS: batch norm's path
     seed_mode: str = "auto"  # k seeds: "vmap" (one program), "loop" (a step per seed on one
     # device), "devices" (side by side on several CPU devices, else loop); auto: devices on a
-    # CPU split into several, loop on one CPU device, vmap elsewhere
+    # CPU split into several (strategies.spreads_seeds: small activations, 500+ steps per
+    # seed), else loop on a CPU, vmap elsewhere
     dtype: str = "float32"
     devices: int | str | Sequence[Any] | None = None  # data parallel over N devices, "all",
     # or a list of devices (or a Mesh); None: automatic (cnnjax.parallel)
@@ -135,7 +136,10 @@ def fit(
     cfg = config or FitConfig()
     _check_config(cfg)
     m, train_ds, val_ds = _read_inputs(model, train, validation, cfg, input_shape)
-    spread = strategies.spreads_seeds(cfg.seed_mode, cfg.devices is not None, m, cfg.batch_size)
+    steps_per_epoch = num_batches(len(train_ds), cfg.batch_size)
+    spread = strategies.spreads_seeds(
+        cfg.seed_mode, cfg.devices is not None, m, cfg.batch_size, cfg.epochs * steps_per_epoch
+    )
     copies = max(1, len(strategies.seed_devices(cfg.seeds))) if spread else 1  # data per device
     data_bytes = sum(ds.images.nbytes for ds in (train_ds, val_ds) if ds is not None)
     memory.check_fits(m, cfg.batch_size, cfg.seeds, data_bytes * copies)
@@ -153,7 +157,6 @@ def fit(
         cfg.eval_batch_size,
     )
     prog = strategies.choose(layout, cfg.seed_mode, job, spread=spread)
-    steps_per_epoch = num_batches(len(train_ds), cfg.batch_size)
     run = rundir.RunFiles.none()
     state = prog.state
     if run_dir is not None:

@@ -404,19 +404,31 @@ def seed_devices(k: int) -> list[Any]:
 # networks (98 and 235 MiB) trained 3-6% slower per epoch and the experiments' peak memory went
 # from 6.8 to 15.2 GB (docs/performance.md, "Seeds side by side on CPU devices").
 SPREAD_MAX_ACTIVATION_BYTES = 64 * 2**20
+# Each extra device compiles the step and the evaluation again (XLA:CPU binds an executable to
+# its device; compiling in threads does not overlap). Whole fits of 3 seeds side by side against
+# the loop: fashion_cnn 0.83x over 64 steps per seed, 0.91x over 313, level over 626;
+# chollet_mnist 0.94x and resnet_small 1.03x over 313 (same page of docs/performance.md).
+SPREAD_MIN_STEPS = 500
 
 
 def spreads_seeds(
-    seed_mode: str, devices_chosen: bool, model: Model | None = None, batch_size: int = 0
+    seed_mode: str,
+    devices_chosen: bool,
+    model: Model | None = None,
+    batch_size: int = 0,
+    steps: int = SPREAD_MIN_STEPS,
 ) -> bool:
     """Whether k seeds may go side by side on CPU devices: asked for (``"devices"``), or
-    ``"auto"`` while the user left the devices to cnnjax (``FitConfig.devices`` None) and one
-    batch's activations (a cnnjax spec's analytic count) stay within
-    `SPREAD_MAX_ACTIVATION_BYTES`. A module of one's own, whose activations are not counted,
-    stays in the loop unless asked."""
+    ``"auto"`` while the user left the devices to cnnjax (``FitConfig.devices`` None), each seed
+    trains at least `SPREAD_MIN_STEPS` `steps` (a shorter run loses more to compiling on every
+    device than it gains) and one batch's activations (a cnnjax spec's analytic count) stay
+    within `SPREAD_MAX_ACTIVATION_BYTES`. A module of one's own, whose activations are not
+    counted, stays in the loop unless asked."""
     if seed_mode == "devices":
         return True
     if seed_mode != "auto" or devices_chosen or model is None or model.spec is None:
+        return False
+    if steps < SPREAD_MIN_STEPS:
         return False
     values = sum(r.values for r in analyze(model.spec).layers)
     return values * batch_size * 4 <= SPREAD_MAX_ACTIVATION_BYTES
