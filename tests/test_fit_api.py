@@ -36,6 +36,7 @@ def test_fit_on_a_list_of_devices_records_them(tmp_path):
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["fit"]["devices"] == [d.id for d in devices]
     assert config["parallel"]["devices"] == 2
+    assert result.execution == {"strategy": "data parallel", "devices": 2}
     leaf = jax.tree_util.tree_leaves(result.state.params)[0]
     assert len(leaf.sharding.device_set) == 1, "the returned state is this process's own copy"
     with pytest.raises(TrainingError, match=r"devices=9: this run has 8"):
@@ -59,6 +60,8 @@ def test_variables_of_on_every_result_and_results_json(tmp_path):
     results = json.loads((run / "results.json").read_text())
     assert results["history"] == result.history.records
     assert results["val_accuracy"]["n"] == 2
+    # 3 steps per seed: too short to spread over the 8 CPU devices, so looped, and it says so
+    assert results["execution"] == result.execution == {"strategy": "seeds looped", "devices": 1}
     assert results["val_accuracy"]["mean"] == pytest.approx(
         np.mean(result.history.records[0]["val_accuracy"])
     )

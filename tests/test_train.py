@@ -97,6 +97,14 @@ def test_k_seeds_together_equal_separate_runs():
     for mode in ("vmap", "loop", "devices"):
         config = FitConfig(epochs=1, batch_size=32, seed=5, seeds=3, seed_mode=mode)
         together = fit(SPEC, train, validation=test, config=config)
+        assert (
+            together.execution
+            == {
+                "vmap": {"strategy": "seeds vmapped", "devices": 1},
+                "loop": {"strategy": "seeds looped", "devices": 1},
+                "devices": {"strategy": "seeds side by side", "devices": 3},
+            }[mode]
+        )
         record = together.history.records[0]
         assert len(record["val_accuracy"]) == 3
         for i, one in enumerate(alone):

@@ -86,6 +86,7 @@ class VariantResult:
             "test_accuracy": self.accuracy,
             "test_loss": self.loss,
             "seconds_per_epoch": self.seconds_per_epoch,
+            "execution": getattr(self.fit, "execution", None),  # strategy and device count
         }
 
 

@@ -80,6 +80,7 @@ class FitResult:
     run_dir: Path | None = None
     test: dict[str, Any] | None = None
     model: Model | None = None
+    execution: dict[str, Any] | None = None  # how it ran: strategy and device count
 
     def variables_of(self, seed_index: int = 0) -> dict[str, Any]:
         """Flax variables of one seed (for `model.apply` and the inspection tools)."""
@@ -183,14 +184,22 @@ def fit(
     for cb in cbs:
         cb.on_train_end(run.history.records, stacked)
     if run.path is not None and parallel.is_primary():
-        rundir.write_results(run.path, run.history)
+        rundir.write_results(run.path, run.history, strategies.describe(prog))
     if layout is not None:
         # The replicated state as this process's own copy, so the caller can apply the model
         # to local arrays (inspection, probes) in every process of a multi-host run.
         stacked = jax.tree_util.tree_map(
             lambda a: a.addressable_data(0) if isinstance(a, jax.Array) else a, stacked
         )
-    return FitResult(run.history, stacked, m.spec, cfg.seeds, run.path, model=m)
+    return FitResult(
+        run.history,
+        stacked,
+        m.spec,
+        cfg.seeds,
+        run.path,
+        model=m,
+        execution=strategies.describe(prog),
+    )
 
 
 def _check_config(cfg: FitConfig) -> None:

@@ -161,9 +161,12 @@ def open_run_dir(
     return RunFiles(path, manager, state, start_step, history)
 
 
-def results(history: History) -> dict[str, Any]:
-    """What results.json holds: the history and the last epoch's validation mean ± CI."""
+def results(history: History, execution: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What results.json holds: the history, the last epoch's validation mean ± CI, and how the
+    run executed (`strategies.describe`)."""
     out: dict[str, Any] = {"history": history.records}
+    if execution is not None:
+        out["execution"] = execution
     if history.records and history.records[-1].get("val_accuracy") is not None:
         last = history.records[-1]
         for key in ("val_accuracy", "val_loss"):
@@ -172,6 +175,6 @@ def results(history: History) -> dict[str, Any]:
     return out
 
 
-def write_results(path: Path, history: History) -> None:
+def write_results(path: Path, history: History, execution: dict[str, Any] | None = None) -> None:
     """Write results.json into the run directory."""
-    ckpt.write_atomic(path / RESULTS, json.dumps(results(history), indent=2) + "\n")
+    ckpt.write_atomic(path / RESULTS, json.dumps(results(history, execution), indent=2) + "\n")

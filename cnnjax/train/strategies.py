@@ -389,6 +389,19 @@ class DataParallelStrategy(_OneState):
         return self.reset_jit(state)
 
 
+def describe(prog: Strategy) -> dict[str, Any]:
+    """How a run executed, for results.json: the strategy's name and its device count (speed
+    depends on them; results do not, beyond float rounding for vmap and data parallel)."""
+    if isinstance(prog, DataParallelStrategy):
+        return {"strategy": "data parallel", "devices": prog.layout.size}
+    if isinstance(prog, SeedDevices):
+        return {"strategy": "seeds side by side", "devices": len(prog.devices)}
+    if isinstance(prog, SeedLoop):
+        return {"strategy": "seeds looped", "devices": 1}
+    k = getattr(prog, "k", 1)
+    return {"strategy": "seeds vmapped" if k > 1 else "one device", "devices": 1}
+
+
 def seed_devices(k: int) -> list[Any]:
     """The CPU devices k looped seeds spread over: this process's first min(k, n) of them, when
     it is a lone process on a CPU backend with several (a CPU is split into several devices by
