@@ -183,8 +183,9 @@ def fit(
     stacked = prog.stacked(state)
     for cb in cbs:
         cb.on_train_end(run.history.records, stacked)
+    execution = prog.execution()
     if run.path is not None and parallel.is_primary():
-        rundir.write_results(run.path, run.history, strategies.describe(prog))
+        rundir.write_results(run.path, run.history, execution)
     if layout is not None:
         # The replicated state as this process's own copy, so the caller can apply the model
         # to local arrays (inspection, probes) in every process of a multi-host run.
@@ -198,7 +199,7 @@ def fit(
         cfg.seeds,
         run.path,
         model=m,
-        execution=strategies.describe(prog),
+        execution=execution,
     )
 
 

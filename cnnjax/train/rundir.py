@@ -163,7 +163,7 @@ def open_run_dir(
 
 def results(history: History, execution: dict[str, Any] | None = None) -> dict[str, Any]:
     """What results.json holds: the history, the last epoch's validation mean ± CI, and how the
-    run executed (`strategies.describe`)."""
+    run executed (`Strategy.execution`)."""
     out: dict[str, Any] = {"history": history.records}
     if execution is not None:
         out["execution"] = execution

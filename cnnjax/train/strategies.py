@@ -69,6 +69,12 @@ class Strategy(Protocol):
         """`fn` applied to every `TrainState` the strategy holds (e.g. to set hyperparameters)."""
         ...
 
+    def execution(self) -> dict[str, Any]:
+        """How the run executes, for results.json: the strategy's name and its device count
+        (speed depends on them; results do not, beyond float rounding for vmap and data
+        parallel)."""
+        ...
+
 
 class Job(NamedTuple):
     """What every strategy runs: the model, its optimizer and step functions, the seeds, the data."""
@@ -210,6 +216,9 @@ class SingleDevice(_OnDefaultDevice, _OneState):
     def reset_sums(self, state: TrainState) -> TrainState:
         return _zero_sums(state)
 
+    def execution(self) -> dict[str, Any]:
+        return {"strategy": "seeds vmapped" if self.k > 1 else "one device", "devices": 1}
+
 
 class SeedLoop(_OnDefaultDevice):
     """k seeds on one CPU device, one compiled step called once per seed per batch.
@@ -257,6 +266,9 @@ class SeedLoop(_OnDefaultDevice):
     def each(self, state: Any, fn: Callable[[TrainState], TrainState]) -> Any:
         return tuple(fn(s) for s in state)
 
+    def execution(self) -> dict[str, Any]:
+        return {"strategy": "seeds looped", "devices": 1}
+
 
 class SeedDevices(SeedLoop):
     """k seeds side by side on several CPU devices of one host: seed i on device i mod n.
@@ -297,6 +309,9 @@ class SeedDevices(SeedLoop):
 
     def each(self, state: Any, fn: Callable[[TrainState], TrainState]) -> Any:
         return tuple(jax.device_put(fn(s), self._device(i)) for i, s in enumerate(state))
+
+    def execution(self) -> dict[str, Any]:
+        return {"strategy": "seeds side by side", "devices": len(self.devices)}
 
 
 class DataParallelStrategy(_OneState):
@@ -388,18 +403,8 @@ class DataParallelStrategy(_OneState):
     def reset_sums(self, state: TrainState) -> TrainState:
         return self.reset_jit(state)
 
-
-def describe(prog: Strategy) -> dict[str, Any]:
-    """How a run executed, for results.json: the strategy's name and its device count (speed
-    depends on them; results do not, beyond float rounding for vmap and data parallel)."""
-    if isinstance(prog, DataParallelStrategy):
-        return {"strategy": "data parallel", "devices": prog.layout.size}
-    if isinstance(prog, SeedDevices):
-        return {"strategy": "seeds side by side", "devices": len(prog.devices)}
-    if isinstance(prog, SeedLoop):
-        return {"strategy": "seeds looped", "devices": 1}
-    k = getattr(prog, "k", 1)
-    return {"strategy": "seeds vmapped" if k > 1 else "one device", "devices": 1}
+    def execution(self) -> dict[str, Any]:
+        return {"strategy": "data parallel", "devices": self.layout.size}
 
 
 def seed_devices(k: int) -> list[Any]:
