@@ -89,7 +89,7 @@ def test_reduce_on_plateau_changes_the_rate_without_recompiling(caplog):
     np.testing.assert_allclose(rates, [0.1, 0.1, 0.01, 0.001], rtol=1e-6)
     assert _compiles_of_run_batch(caplog) == 1, "one compiled step for every rate"
     with pytest.raises(TrainingError, match="does not expose"):
-        fit(SPEC, synthetic(96), config=cfg, callbacks=[ReduceLROnPlateau()])
+        fit(SPEC, synthetic(96), config=cfg, callbacks=[ReduceLROnPlateau(monitor="loss")])
 
 
 def test_reduce_on_plateau_resumes_bit_identically(tmp_path):
@@ -178,3 +178,42 @@ def test_writers_jsonl_csv_and_tensorboard(tmp_path):
     got = {(tag, step): value for tag, step, value in scalars}
     assert got[("loss", 2)] == pytest.approx(np.mean(records[1]["loss"]), rel=1e-6)
     assert got[("val_accuracy/seed_1", 1)] == pytest.approx(records[0]["val_accuracy"][1], rel=1e-6)
+
+
+def test_eval_every_validates_every_nth_epoch_and_the_last():
+    data, val = synthetic(96), synthetic(48, seed=1)
+    every = fit(SPEC, data, validation=val, config=FitConfig(epochs=3, batch_size=32))
+    sparse = fit(
+        SPEC, data, validation=val, config=FitConfig(epochs=3, batch_size=32, eval_every=2)
+    )
+    assert [r.get("val_loss") is not None for r in sparse.history.records] == [False, True, True]
+    for a, b in zip(every.history.records, sparse.history.records, strict=True):
+        assert a["loss"] == b["loss"] and a["accuracy"] == b["accuracy"]  # training untouched
+        if "val_loss" in b:
+            assert (a["val_loss"], a["val_accuracy"]) == (b["val_loss"], b["val_accuracy"])
+
+
+def test_a_callback_that_stops_between_validations_gets_a_validated_last_record():
+    result = fit(
+        SPEC,
+        synthetic(96),
+        validation=synthetic(48, seed=1),
+        config=FitConfig(epochs=4, batch_size=32, eval_every=3),
+        callbacks=[lambda record, state: record["epoch"] >= 1],
+    )
+    (last,) = result.history.records
+    assert last["epoch"] == 1 and last["val_accuracy"] is not None
+
+
+@pytest.mark.parametrize(
+    ("cfg", "validation", "match"),
+    [
+        (FitConfig(epochs=2, eval_every=2), True, "eval_every=2 computes only every 2 epochs"),
+        (FitConfig(epochs=2), False, "fit has no validation data"),
+        (FitConfig(epochs=2, eval_every=0), True, "eval_every must be positive, got 0"),
+    ],
+)
+def test_eval_every_and_val_monitors_are_checked_before_training(cfg, validation, match):
+    val = synthetic(48, seed=1) if validation else None
+    with pytest.raises(TrainingError, match=match):
+        fit(SPEC, synthetic(96), validation=val, config=cfg, callbacks=[EarlyStopping()])

@@ -113,7 +113,13 @@ def test_learning_rate_must_be_finite_and_positive(capsys, npz, lr):
 
 @pytest.mark.parametrize(
     ("flag", "value"),
-    [("--epochs", "0"), ("--batch-size", "0"), ("--seeds", "0"), ("--seed", "-1")],
+    [
+        ("--epochs", "0"),
+        ("--batch-size", "0"),
+        ("--seeds", "0"),
+        ("--seed", "-1"),
+        ("--eval-every", "0"),
+    ],
 )
 def test_sizes_and_seeds_out_of_range_are_refused(capsys, npz, flag, value):
     """`--seed -1` used to end in an OverflowError traceback; zero sizes are refused up front."""
@@ -314,3 +320,15 @@ def test_library_errors_name_flags_on_the_command_line():
         "runs/x already holds a run; pass --resume to continue it, or another --out"
     )
     assert as_flags("devices=3 is not divisible") == "--devices 3 is not divisible"
+
+
+def test_eval_every_reaches_the_run(capsys, npz, tmp_path):
+    """`--eval-every 2` over 3 epochs validates after epochs 2 and 3 only, and says so."""
+    out = tmp_path / "run"
+    status, _ = run_cli(
+        capsys, *train_args(npz, "--epochs", "3", "--eval-every", "2", "--out", str(out))
+    )
+    assert status == 0
+    assert json.loads((out / "config.json").read_text())["fit"]["eval_every"] == 2
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [line.get("val_accuracy") is not None for line in lines] == [False, True, True]

@@ -82,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         seeds=args.seeds,
         checkpoint_every=args.checkpoint_every,
         keep_checkpoints=args.keep,
+        eval_every=args.eval_every,
         dtype=args.dtype,
         pool_impl=args.pool_impl,
         conv_impl=args.conv_impl,
@@ -172,6 +173,12 @@ def register(sub: Any) -> None:
         "--checkpoint-every", type=nonnegative_int, default=0, help="also save every N steps"
     )
     p.add_argument("--keep", type=positive_int, default=3, help="checkpoints to keep")
+    p.add_argument(
+        "--eval-every",
+        type=positive_int,
+        default=1,
+        help="validate after every N-th epoch and after the last (default: every epoch)",
+    )
     p.add_argument("--limit", type=positive_int, help="use a random subset of N training examples")
     p.add_argument("--test-limit", type=positive_int, help="use a random subset of N test examples")
     p.add_argument(

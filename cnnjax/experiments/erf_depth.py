@@ -86,7 +86,7 @@ def run(settings: Settings, out: Path) -> Path:
     for depth in DEPTHS[settings.mode]:
         for build in (plain, residual):
             spec = build(depth)
-            v = train_variant(spec.name, spec, train, test, settings)
+            v = train_variant(spec.name, spec, train, test, settings, curves=False)
             init = models.init_variables(models.build_model(spec), jax.random.key(settings.seed))
             at_init, trained = _erf(spec, init, images), _erf(spec, v.fit.variables(0), images)
             erfs.append((spec.name, at_init, trained))

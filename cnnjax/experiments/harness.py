@@ -98,9 +98,12 @@ def _text_or_none(spec: NetSpec) -> str | None:
 
 
 def train_variant(
-    name: str, spec: NetSpec, train: Any, test: Any, settings: Settings
+    name: str, spec: NetSpec, train: Any, test: Any, settings: Settings, curves: bool = True
 ) -> VariantResult:
-    """Train `spec` for k seeds at once and summarise the final test accuracy over seeds."""
+    """Train `spec` for k seeds at once and summarise the final test accuracy over seeds.
+
+    `curves=False`: the experiment plots no training curves, so the test set is evaluated after
+    the last epoch only (FitConfig.eval_every); the final accuracy is the same either way."""
     from cnnjax.train import FitConfig, fit, mean_std_ci
 
     config = FitConfig(
@@ -109,6 +112,7 @@ def train_variant(
         seed=settings.seed,
         seeds=settings.seeds,
         devices=settings.devices,
+        eval_every=1 if curves else settings.epochs,
     )
     log(
         f"[{name}] {analyze(spec).total_params:,} params, {settings.seeds} seeds x {settings.epochs} epochs"

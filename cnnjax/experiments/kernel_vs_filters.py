@@ -43,7 +43,7 @@ def run(settings: Settings, out: Path) -> Path:
     record = Run(NAME, QUESTION, out, settings)
     train, test = load_data(settings)
     runs = [
-        train_variant(name, from_text(text), train, test, settings)
+        train_variant(name, from_text(text), train, test, settings, curves=False)
         for name, text in VARIANTS.items()
     ]
     by = {v.name: v for v in runs}

@@ -38,7 +38,9 @@ def run(settings: Settings, out: Path) -> Path:
 
     record = Run(NAME, QUESTION, out, settings)
     train, test = load_data(settings)
-    runs = [train_variant(name, zoo.get(name), train, test, settings) for name in VARIANTS]
+    runs = [
+        train_variant(name, zoo.get(name), train, test, settings, curves=False) for name in VARIANTS
+    ]
     by = {v.name: v for v in runs}
     record.add(
         "## Measured\n\n"

@@ -51,6 +51,8 @@ class FitConfig:
     checkpoint_every: int = 0  # steps; 0: at epoch ends only
     keep_checkpoints: int = 3
     eval_batch_size: int = 1000  # at most the validation set's size (rounded up to the devices)
+    eval_every: int = 1  # validate after every N-th epoch and after the last (Keras's
+    # validation_freq); the other epochs' records have no val_ metrics
     pool_impl: str = "auto"
     conv_impl: str = "auto"  # cnnjax.models.CONV_IMPLS; auto: the fastest per backend
     norm_impl: str = "auto"  # cnnjax.models.NORM_IMPLS: batch norm's path
@@ -119,7 +121,8 @@ def fit(
     loss: LossFn | None = None,
     callbacks: Sequence[Callback | Callable[..., Any]] | None = None,
 ) -> FitResult:
-    """Train `model` on `train` (Keras `model.fit`), evaluating on `validation` each epoch.
+    """Train `model` on `train` (Keras `model.fit`), evaluating on `validation` each epoch
+    (every `config.eval_every` epochs, and after the last).
 
     `model` is a cnnjax spec or any Flax Linen module (its input shape defaults to the data's);
     `train` and `validation` are `ArrayDataset`s or `(images, labels)` pairs of arrays.
@@ -172,6 +175,7 @@ def fit(
         if run_dir is not None:
             state = prog.unstacked(run.state)
         cbs = as_callbacks(callbacks)
+        _check_monitors(cbs, cfg, val_ds is not None)
         bar = Progress(
             cfg.epochs, steps_per_epoch, progress, stream=log, silent=not parallel.is_primary()
         )
@@ -205,13 +209,32 @@ def fit(
 
 def _check_config(cfg: FitConfig) -> None:
     """Refuse settings that cannot train, naming the argument."""
-    for name in ("epochs", "batch_size", "seeds", "eval_batch_size"):
+    for name in ("epochs", "batch_size", "seeds", "eval_batch_size", "eval_every"):
         if getattr(cfg, name) < 1:
             raise TrainingError(f"FitConfig.{name} must be positive, got {getattr(cfg, name)}")
     if cfg.seed_mode not in ("auto", "vmap", "loop", "devices"):
         raise TrainingError(f"seed_mode must be auto, vmap, loop or devices, got {cfg.seed_mode!r}")
     if cfg.dtype not in ("float32", "bfloat16"):
         raise TrainingError(f"dtype must be float32 or bfloat16, got {cfg.dtype!r}")
+
+
+def _check_monitors(cbs: list[Callback], cfg: FitConfig, validates: bool) -> None:
+    """Refuse a callback watching a validation metric that some epochs will not compute."""
+    for cb in cbs:
+        monitor = getattr(cb, "monitor", None)
+        if not (isinstance(monitor, str) and monitor.startswith("val_")):
+            continue
+        if not validates:
+            raise TrainingError(
+                f"{type(cb).__name__} monitors {monitor!r}, but fit has no validation data: "
+                "pass validation=... or monitor a training metric ('loss', 'accuracy')"
+            )
+        if cfg.eval_every > 1:
+            raise TrainingError(
+                f"{type(cb).__name__} monitors {monitor!r}, which FitConfig.eval_every="
+                f"{cfg.eval_every} computes only every {cfg.eval_every} epochs: use eval_every=1 "
+                "or monitor a training metric ('loss', 'accuracy')"
+            )
 
 
 def _read_inputs(
@@ -328,8 +351,9 @@ def _run_epochs(
                 run.check_finite(prog.bad_steps(state))
                 run.save(step, prog.stacked(state))
         run.check_finite(prog.bad_steps(state))
+        validate = stop or epoch + 1 == cfg.epochs or (epoch + 1) % cfg.eval_every == 0
         record = _epoch_record(
-            prog, state, epoch, time.perf_counter() - t0, cfg, k, steps_per_epoch - first
+            prog, state, epoch, time.perf_counter() - t0, cfg, k, steps_per_epoch - first, validate
         )
         run.history.records.append(record)
         bar.end_epoch(epoch, record)
@@ -339,6 +363,8 @@ def _run_epochs(
             for cb in cbs:
                 state, asked = _apply(prog, state, cb.on_epoch_end(record, stacked))
                 stop |= asked
+        if stop and not validate:  # a callback ended the run here: the last record validates
+            record.update(_validation(prog, state))
         run.end_epoch(step, record, prog.stacked(state))
     return state
 
@@ -351,15 +377,23 @@ def _epoch_record(
     cfg: FitConfig,
     k: int,
     steps: int,
+    validate: bool = True,
 ) -> dict[str, Any]:
     """One epoch's metrics (the metrics.jsonl line), with any injected hyperparameters."""
     loss, acc = metrics_from_sums(prog.sums(state))
     record: dict[str, Any] = {"epoch": epoch + 1, "loss": loss, "accuracy": acc}
-    if prog.val_data is not None:
-        val_loss, val_acc = metrics_from_sums(prog.eval_sums(state))
-        record.update(val_loss=val_loss, val_accuracy=val_acc)
+    if validate:
+        record.update(_validation(prog, state))
     record["seconds"] = seconds
     record["images_per_second"] = steps * cfg.batch_size * k / seconds
     exposed = hyperparams(state)  # the first seed's values
     record.update({name: v for name, v in exposed.items() if name not in record})
     return record
+
+
+def _validation(prog: strategies.Strategy, state: Any) -> dict[str, Any]:
+    """val_loss and val_accuracy on the validation data (nothing without it)."""
+    if prog.val_data is None:
+        return {}
+    val_loss, val_acc = metrics_from_sums(prog.eval_sums(state))
+    return {"val_loss": val_loss, "val_accuracy": val_acc}
