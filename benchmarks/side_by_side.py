@@ -7,7 +7,8 @@
     make bench                                   # installs the peers first (make bench-setup)
 
 The rows are every network family the experiments train (MODELS): seed 000 and its 64-filter
-variant, chollet_mnist, fashion_cnn_nopool and resnet_small on Fashion-MNIST (28x28x1), and
+variant, chollet_mnist, fashion_cnn_nopool, resnet_small and erf_depth's deepest plain and
+residual stacks (plain13, residual13) on Fashion-MNIST (28x28x1), and
 pool224 / nopool224 on random 224x224x3 two-class images (640 / 160 by default, 64 / 32 with
 --quick; --train-limit and --test-limit apply to Fashion-MNIST only). The peers build each
 network from a framework-neutral layer list.
@@ -86,8 +87,12 @@ SHORT_VERSION = {
 #   momentum 0.99 in Keras's sense); ("relu",); ("flatten",); ("gap",) global average pooling;
 #   ("dense", units, activation), the last one giving logits;
 #   ("block", filters, stride, project): a ResNet basic block (two 3x3 conv-bn, a 1x1 conv-bn
-#   shortcut when project, add, relu), as cnnjax.zoo._basic_block.
+#   shortcut when project, add, relu), as cnnjax.zoo._basic_block;
+#   ("res", filters): two 3x3 stride-1 convs padded by 1 with biases (relu, then linear), an
+#   identity shortcut, add, relu, as erf_depth's residual blocks.
 Layer = tuple[Any, ...]
+
+ERF_WIDTH, ERF_DEPTH = 16, 13  # erf_depth's deepest networks (cnnjax.experiments.erf_depth)
 
 
 def _plain(filters: int) -> tuple[Layer, ...]:
@@ -201,6 +206,24 @@ MODELS = {
         "resnet_small",
         77_754,
         "Conv(16,3x3)-BN-ReLU, basic blocks 16/32(s2)/64(s2) with batch norm, GAP, Dense(10)",
+    ),
+    "plain13": Model(
+        (("conv", ERF_WIDTH, 3, 1, 1, True, "relu"),) * ERF_DEPTH
+        + (("gap",), ("dense", 10, "linear")),
+        "in28x28x1-" + "-".join(["conv16x3same"] * ERF_DEPTH) + "-gap-dense10",
+        28_170,
+        "13 x Conv(16,3x3,same,relu)-GAP-Dense(10) (erf_depth's deepest plain stack)",
+    ),
+    "residual13": Model(
+        (("conv", ERF_WIDTH, 3, 1, 1, True, "relu"),)
+        + (("res", ERF_WIDTH),) * ((ERF_DEPTH - 1) // 2)
+        + (("gap",), ("dense", 10, "linear")),
+        "in28x28x1-conv16x3same-"
+        + "-".join(["res(conv16x3same-conv16x3same:linear)"] * ((ERF_DEPTH - 1) // 2))
+        + "-gap-dense10",
+        28_170,
+        "Conv(16,3x3,same,relu), 6 identity blocks of two Conv(16,3x3,same), GAP, Dense(10) "
+        "(erf_depth's deepest residual stack)",
     ),
 }
 # --quick without --models: the two original rows only (CI time)
@@ -379,6 +402,14 @@ def _torch_model(layers: Sequence[Layer], shape: Sequence[int]) -> Any:
         def forward(self, x: Any) -> Any:
             return (self.main(x) + self.short(x)).relu()
 
+    class Res(nn.Module):
+        def __init__(self, f: int) -> None:
+            super().__init__()
+            self.main = nn.Sequential(nn.Conv2d(f, f, 3, 1, 1), nn.ReLU(), nn.Conv2d(f, f, 3, 1, 1))
+
+        def forward(self, x: Any) -> Any:
+            return (self.main(x) + x).relu()
+
     h, w, c = shape
     mods: list[Any] = []
     for layer in layers:
@@ -392,6 +423,8 @@ def _torch_model(layers: Sequence[Layer], shape: Sequence[int]) -> Any:
             _, f, st, project = layer
             mods.append(Block(c, f, st, project))
             h, w, c = (h - 1) // st + 1, (w - 1) // st + 1, f
+        elif kind == "res":
+            mods.append(Res(layer[1]))
         elif kind == "pool":
             mods.append(nn.MaxPool2d(layer[1]))
             h, w = h // layer[1], w // layer[1]
@@ -515,6 +548,9 @@ def _keras_model(keras: Any, layers: Sequence[Layer], shape: Sequence[int], name
             y = bn(conv(y, f, 3, 1, 1, False))
             short = bn(conv(x, f, 1, st, 0, False)) if project else x
             x = kl.ReLU()(kl.Add()([y, short]))
+        elif kind == "res":
+            y = conv(conv(x, layer[1], 3, 1, 1, True, "relu"), layer[1], 3, 1, 1, True)
+            x = kl.ReLU()(kl.Add()([y, x]))
         elif kind == "pool":
             x = kl.MaxPooling2D(layer[1])(x)
         elif kind == "bn":

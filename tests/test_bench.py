@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import sys
@@ -96,6 +97,9 @@ def _layer_list_params(layers, shape) -> int:
                 conv(c, f, 1, st, 0, False)
                 total += 2 * f
             h, w, c = (h - 1) // st + 1, (w - 1) // st + 1, f
+        elif kind == "res":
+            conv(c, c, 3, 1, 1, True)
+            conv(c, c, 3, 1, 1, True)
         elif kind == "pool":
             h, w = h // layer[1], w // layer[1]
         elif kind == "bn":
@@ -119,6 +123,11 @@ def test_every_row_is_the_cnnjax_network(bench) -> None:
     assert {"chollet_mnist", "fashion_cnn_nopool", "pool224", "nopool224", "resnet_small"} <= set(
         bench.MODELS
     )
+    from cnnjax.experiments import erf_depth
+
+    for name, build in (("plain13", erf_depth.plain), ("residual13", erf_depth.residual)):
+        same = dataclasses.replace(load_spec(bench.MODELS[name].spec), name=build(13).name)
+        assert same == build(13), f"{name} is not erf_depth's network"
     for name, model in bench.MODELS.items():
         spec = load_spec(model.spec)
         shape = bench.DATASETS[model.data][0]
