@@ -6,7 +6,7 @@ beside what its arithmetic needs at the machine's matmul speed.
     python benchmarks/conv_ops.py --dtype bfloat16   # the same in bf16 (and a bf16 matmul)
 
 Each part is its own jitted function (lax.conv_general_dilated and its VJP, 3x3 kernels,
-VALID, NHWC), timed as the median of 20 calls after a warm-up; the peak is a jitted 2048x2048
+VALID unless the shape says SAME, NHWC), timed as the median of 20 calls after a warm-up; the peak is a jitted 2048x2048
 float32 matmul timed the same way (with --dtype bfloat16 the bf16 matmul is printed beside it,
 and the shares stay against the float32 peak). "share of peak" is the part's FLOPs (2 x MACs) in that time
 over the peak: how far XLA:CPU's convolution is from the machine's arithmetic limit.
@@ -17,13 +17,14 @@ from __future__ import annotations
 import argparse
 import time
 
-# (input NHWC, filters): seed 000 at 32 and 64 filters, chollet_mnist's 3rd conv, the 224x224
-# networks' first and second convs
+# (input NHWC, filters[, padding]): seed 000 at 32 and 64 filters, chollet_mnist's 3rd conv,
+# erf_depth's 16-channel SAME conv, the 224x224 networks' first and second convs
 SHAPES = [
     ((32, 28, 28, 1), 32),
     ((32, 13, 13, 32), 32),
     ((32, 13, 13, 64), 64),
     ((32, 5, 5, 64), 64),
+    ((32, 28, 28, 16), 16, "SAME"),
     ((32, 224, 224, 3), 10),
     ((32, 111, 111, 10), 10),
     ((32, 222, 222, 10), 10),
@@ -65,15 +66,17 @@ def main() -> None:
         "| share of peak (fwd / dx / dw) |\n|---|--:|--:|--:|--:|--:|--:|"
     )
 
-    def conv(x, k):
-        return jax.lax.conv_general_dilated(
-            x, k, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
-        )
-
     rng = np.random.default_rng(0)
-    for shape, f in SHAPES:
+    for shape, f, *padded in SHAPES:
         if args.small and shape[1] > 100:
             continue
+        padding = str(padded[0]) if padded else "VALID"
+
+        def conv(x, k, padding=padding):
+            return jax.lax.conv_general_dilated(
+                x, k, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC")
+            )
+
         x = jnp.asarray(rng.random(shape, np.float32), dtype)
         k = jnp.asarray(rng.random((3, 3, shape[-1], f), np.float32), dtype)
         g = conv(x, k)
@@ -85,7 +88,7 @@ def main() -> None:
         ]
         shares = " / ".join(f"{flop / t / peak:.0%}" for t in ms)
         print(
-            f"| {list(shape)} | {f} | {flop / 1e6:,.1f} | "
+            f"| {list(shape)}{' SAME' if padded else ''} | {f} | {flop / 1e6:,.1f} | "
             + " | ".join(f"{1e3 * t:,.2f}" for t in ms)
             + f" | {shares} |",
             flush=True,

@@ -6,7 +6,8 @@ fresh process (XLA flags are read once per process).
     python benchmarks/step_paths.py --ab conv=matmul_bias conv=matmul_grads --seconds 20
 
 A setting is conv (auto | lax | matmul_bias | matmul_grads | patches), pool (reshape |
-reduce_window | argmax), norm (auto | flax | matmul), model (a zoo name or spec text; default the seed 000 network with
+reduce_window | argmax), norm (auto | flax | matmul), merge (auto | fused | materialized: residual
+outputs), model (a zoo name or spec text; default the seed 000 network with
 `filters` filters per conv), dtype (the compute dtype: float32 | bfloat16), batch, filters, steps
 (train steps per dispatch, unrolled in one jit), seeds (vmapped), malloc (tcmalloc where installed, as the `cnnjax` command runs, | system;
 fresh processes only), and xla (extra XLA flags, `;`-separated). The step is cnnjax's own
@@ -39,6 +40,7 @@ DEFAULTS = {
     "xla": "",
     "model": "",
     "norm": "auto",
+    "merge": "auto",
     "dtype": "float32",
     "malloc": "tcmalloc",
 }
@@ -82,6 +84,7 @@ def build(setting: dict[str, object]):
         pool_impl=str(setting["pool"]),
         conv_impl=str(setting["conv"]),
         norm_impl=str(setting["norm"]),
+        merge_impl=str(setting["merge"]),
         dtype=jnp.dtype(str(setting["dtype"])),
     )
     tx = make_optimizer()

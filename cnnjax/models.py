@@ -22,6 +22,7 @@ import jax.numpy as jnp
 from cnnjax import batch_norm, conv_grad, pool_grad
 from cnnjax.analysis import layer_names
 from cnnjax.column_sums import channel_sum
+from cnnjax.fence import materialize
 from cnnjax.spec import (
     BLOCK_TYPES,
     Activation,
@@ -45,6 +46,7 @@ from cnnjax.spec import (
 POOL_IMPLS = ("auto", "reduce_window", "reshape", "argmax")
 CONV_IMPLS = ("auto", "lax", "matmul_bias", "matmul_grads", "patches")
 NORM_IMPLS = ("auto", "flax", "matmul")
+MERGE_IMPLS = ("auto", "fused", "materialized")
 
 _ACTIVATIONS = {
     "linear": lambda x: x,
@@ -78,6 +80,16 @@ def _resolve_norm_impl(impl: str) -> str:
     if impl == "auto":
         # XLA:CPU's per-channel column sums are slow; as matmuls with ones they are fast.
         return "matmul" if jax.default_backend() == "cpu" else "flax"
+    return impl
+
+
+def _resolve_merge_impl(impl: str) -> str:
+    if impl not in MERGE_IMPLS:
+        raise ValueError(f"merge_impl must be one of {MERGE_IMPLS}, got {impl!r}")
+    if impl == "auto":
+        # XLA:CPU recomputes a residual stream's earlier blocks inside every consumer of a
+        # block's output unless it is materialized (`cnnjax.fence`).
+        return "materialized" if jax.default_backend() == "cpu" else "fused"
     return impl
 
 
@@ -232,6 +244,8 @@ class SpecModel(nn.Module):
       pool_impl: "auto", "reduce_window", "reshape" or "argmax" (see `max_pool`).
       conv_impl: one of CONV_IMPLS (see `SpecConv`).
       norm_impl: "flax" (`flax.linen.BatchNorm`), "matmul" (`cnnjax.batch_norm`) or "auto".
+      merge_impl: "materialized" (a residual block's output computed once in training,
+        `cnnjax.fence`), "fused" (XLA may recompute it in each consumer) or "auto".
     """
 
     spec: NetSpec
@@ -239,6 +253,7 @@ class SpecModel(nn.Module):
     pool_impl: str = "auto"
     conv_impl: str = "auto"
     norm_impl: str = "auto"
+    merge_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, logits: bool = True) -> jax.Array:
@@ -279,6 +294,8 @@ class SpecModel(nn.Module):
                 next(nodes)  # the merge
                 if isinstance(layer, Residual):
                     x = _ACTIVATIONS[layer.activation](outs[0] + outs[1])
+                    if train and _resolve_merge_impl(self.merge_impl) == "materialized":
+                        x = materialize(x)
                 else:
                     x = jnp.concatenate(outs, axis=-1)
             else:
@@ -395,14 +412,21 @@ def build_model(
     pool_impl: str = "auto",
     conv_impl: str = "auto",
     norm_impl: str = "auto",
+    merge_impl: str = "auto",
 ) -> SpecModel:
     """The Flax Linen module for `spec` (its input size must be known)."""
     spec.require_size("the Flax model")
     _resolve_pool_impl(pool_impl)
     _resolve_conv_impl(conv_impl)
     _resolve_norm_impl(norm_impl)
+    _resolve_merge_impl(merge_impl)
     return SpecModel(
-        spec=spec, dtype=dtype, pool_impl=pool_impl, conv_impl=conv_impl, norm_impl=norm_impl
+        spec=spec,
+        dtype=dtype,
+        pool_impl=pool_impl,
+        conv_impl=conv_impl,
+        norm_impl=norm_impl,
+        merge_impl=merge_impl,
     )
 
 

@@ -1,9 +1,10 @@
-"""The fast max-pooling and batch-norm paths give the reference numbers.
+"""The fast max-pooling, batch-norm and residual-merge paths give the reference numbers.
 
 `pool_grad.max_pool` (gradient to one arg-max, optionally with the ReLU inside) against the
 reshape pooling JAX differentiates itself; `batch_norm.BatchNorm` (sums as matmuls) against
-`flax.linen.BatchNorm`: variables, outputs, running statistics and gradients; and whole
-training runs of the default CPU paths against the reference paths.
+`flax.linen.BatchNorm`: variables, outputs, running statistics and gradients; `fence.materialize`
+(a residual block's output computed once) against the plain merge; and whole training runs of
+the default CPU paths against the reference paths.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cnnjax import batch_norm, pool_grad
+from cnnjax import batch_norm, fence, pool_grad
 from cnnjax.cli import build_parser
 from cnnjax.grammar import from_text
 from cnnjax.models import (
+    MERGE_IMPLS,
     NORM_IMPLS,
     POOL_IMPLS,
+    _resolve_merge_impl,
     _resolve_norm_impl,
     _resolve_pool_impl,
     build_model,
@@ -168,6 +171,10 @@ def test_auto_picks_the_fast_paths_on_cpu_and_they_can_be_overridden():
     assert _resolve_norm_impl("auto") == "matmul"
     assert _resolve_pool_impl("reshape") == "reshape"
     assert _resolve_norm_impl("flax") == "flax"
+    assert _resolve_merge_impl("auto") == "materialized"
+    assert _resolve_merge_impl("fused") == "fused"
+    with pytest.raises(ValueError, match="merge_impl must be one of"):
+        _resolve_merge_impl("fast")
     with pytest.raises(ValueError, match="pool_impl must be one of"):
         _resolve_pool_impl("fast")
     with pytest.raises(ValueError, match="norm_impl must be one of"):
@@ -182,6 +189,7 @@ def test_cli_offers_every_pool_and_norm_impl():
     choices = {a.dest: tuple(a.choices) for a in train._actions if a.dest.endswith("_impl")}
     assert choices["pool_impl"] == POOL_IMPLS
     assert choices["norm_impl"] == NORM_IMPLS
+    assert choices["merge_impl"] == MERGE_IMPLS
 
 
 def _train(spec, steps: int, batch: int, **impls):
@@ -248,3 +256,38 @@ def test_training_steps_agree_across_norm_paths():
         strict=True,
     ):
         np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-4)
+
+
+def test_materialize_is_the_identity_in_value_and_gradient():
+    x = jnp.asarray(np.random.default_rng(2).normal(size=(2, 5, 5, 3)).astype(np.float32))
+    x = x.at[0, 0, 0, 0].set(jnp.nan)  # the predicate's element: the other branch, same value
+    for v in (x, jnp.nan_to_num(x)):
+        out, pull = jax.vjp(jax.jit(fence.materialize), v)
+        np.testing.assert_array_equal(out, v)
+        np.testing.assert_array_equal(pull(2 * v)[0], 2 * v)
+    np.testing.assert_array_equal(jax.vmap(fence.materialize)(x), x)  # vmapped seeds
+
+
+RESIDUAL = "in12x12x1-conv6x3same-res(conv6x3same-conv6x3same:linear)-res(conv6x3same-conv6x3same:linear)-gap-dense10"
+
+
+def test_training_steps_agree_across_merge_paths():
+    """Five Adam steps of a residual stack: materializing each block's output (the default on a
+    CPU) changes which buffers XLA writes, not a number; and it is there in the compiled step,
+    a conditional per block, only in training (the traced report sees the plain merge)."""
+    spec = from_text(RESIDUAL)
+    ref = _train(spec, 5, 8, merge_impl="fused")
+    ours = _train(spec, 5, 8, merge_impl="auto")
+    for a, b in zip(jax.tree.leaves(ref.params), jax.tree.leaves(ours.params), strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-7)
+
+    def conditionals(merge_impl: str, train: bool) -> int:
+        model = build_model(spec, merge_impl=merge_impl)
+        x = jnp.zeros((2, *spec.input_shape))
+        variables = model.init(jax.random.PRNGKey(0), x)
+        hlo = jax.jit(lambda v: model.apply(v, x, train=train)).lower(variables).as_text()
+        return hlo.count("stablehlo.case") + hlo.count("stablehlo.if")
+
+    assert conditionals("fused", True) == 0
+    assert conditionals("materialized", True) == 2
+    assert conditionals("materialized", False) == 0

@@ -87,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         pool_impl=args.pool_impl,
         conv_impl=args.conv_impl,
         norm_impl=args.norm_impl,
+        merge_impl=args.merge_impl,
         seed_mode=args.seed_mode,
         devices=devices(args.devices),
     )
@@ -211,6 +212,12 @@ def register(sub: Any) -> None:
         choices=("auto", "flax", "matmul"),  # cnnjax.models.NORM_IMPLS
         default="auto",
         help="batch norm path (auto: matmul on CPU, flax elsewhere)",
+    )
+    p.add_argument(
+        "--merge-impl",
+        choices=("auto", "fused", "materialized"),  # cnnjax.models.MERGE_IMPLS
+        default="auto",
+        help="residual outputs in training (auto: materialized on CPU, fused elsewhere)",
     )
     add_parallel_args(p)
     p.set_defaults(func=run)

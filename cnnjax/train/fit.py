@@ -56,6 +56,7 @@ class FitConfig:
     pool_impl: str = "auto"
     conv_impl: str = "auto"  # cnnjax.models.CONV_IMPLS; auto: the fastest per backend
     norm_impl: str = "auto"  # cnnjax.models.NORM_IMPLS: batch norm's path
+    merge_impl: str = "auto"  # cnnjax.models.MERGE_IMPLS: residual outputs (cnnjax.fence)
     seed_mode: str = "auto"  # k seeds: "vmap" (one program), "loop" (a step per seed on one
     # device), "devices" (side by side on several CPU devices, else loop); auto: devices on a
     # CPU split into several (strategies.spreads_seeds: small activations, 500+ steps per
@@ -260,6 +261,7 @@ def _read_inputs(
         pool_impl=cfg.pool_impl,
         conv_impl=cfg.conv_impl,
         norm_impl=cfg.norm_impl,
+        merge_impl=cfg.merge_impl,
     )
     classes = classes_for(m)
     train_ds = as_dataset(train, "train", num_classes=classes)

@@ -129,6 +129,7 @@ def as_model(
     pool_impl: str = "auto",
     conv_impl: str = "auto",
     norm_impl: str = "auto",
+    merge_impl: str = "auto",
 ) -> Model:
     """The engine's view of `model`: a `Model`, a cnnjax spec, or any Flax Linen module.
 
@@ -139,7 +140,12 @@ def as_model(
         return model
     if isinstance(model, NetSpec):
         model = build_model(
-            model, dtype=dtype, pool_impl=pool_impl, conv_impl=conv_impl, norm_impl=norm_impl
+            model,
+            dtype=dtype,
+            pool_impl=pool_impl,
+            conv_impl=conv_impl,
+            norm_impl=norm_impl,
+            merge_impl=merge_impl,
         )
     if isinstance(model, SpecModel):
         spec = model.spec
